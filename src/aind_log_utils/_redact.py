@@ -1,0 +1,334 @@
+"""Redaction: one function that makes any value safe to emit.
+
+Secrets are masked wherever they are found, before any sink sees a record:
+
+* pydantic ``SecretStr`` / ``SecretBytes`` (v1 and v2, recognised by type name and
+  ``get_secret_value`` so pydantic is never imported to check);
+* every value under a secret-looking key (``password``, ``token``, ``api_key``,
+  ``authorization``, ``cookie``, ``secret``, ``credentials``, ... any case, any depth);
+* secret values registered with :func:`register_secret` (or ``setup_logging(secrets=...)``)
+  wherever they appear inside a string;
+* common patterns: URL userinfo (``scheme://user:pass@``), bearer tokens, AWS access
+  key ids and secret keys.
+
+Containers are walked boundedly: cycles, deep nesting, huge containers and objects
+whose ``__repr__`` raises are all rendered safely, and never raise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import decimal
+import enum
+import math
+import re
+import threading
+import uuid
+from collections.abc import Iterable, Mapping
+from pathlib import PurePath
+from typing import Any
+
+__all__ = [
+    "MASK",
+    "clear_secrets",
+    "is_secret_key",
+    "redact",
+    "redact_text",
+    "register_secret",
+]
+
+#: What replaces a secret.
+MASK = "**********"
+
+#: Containers deeper than this are cut with a marker.
+MAX_DEPTH = 8
+#: At most this many items of a container are kept; the rest is summarised.
+MAX_ITEMS = 256
+#: Strings longer than this many characters are truncated with a marker.
+MAX_STR_CHARS = 64 * 1024
+
+_SECRET_KEY_RE = re.compile(
+    r"pass(word|wd|phrase)?|pwd|secret|token|api[-_]?key|apikey|auth(orization)?|"
+    r"cookie|credential|private[-_]?key|session[-_]?key|access[-_]?key|signature|"
+    r"client[-_]?secret|bearer",
+    re.IGNORECASE,
+)
+#: Keys that match the pattern above but are well-known non-secrets.
+_NOT_SECRET_KEYS = frozenset(
+    {"token_count", "tokens", "num_tokens", "author", "authors", "auth_method", "passed"}
+)
+
+_PATTERNS: list[tuple[re.Pattern[str], str]] = [
+    # URL userinfo: scheme://user:password@host -> scheme://user:***@host
+    (re.compile(r"(?P<pre>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s:/@]+:)[^\s/@]+(?=@)"), r"\g<pre>" + MASK),
+    # Authorization values: Bearer/Basic/Token <credential>
+    (re.compile(r"(?P<pre>\b(?:[Bb]earer|[Bb]asic|[Tt]oken)\s+)[A-Za-z0-9\-._~+/]{8,}=*"), r"\g<pre>" + MASK),
+    # AWS access key ids
+    (re.compile(r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[A-Z0-9]{16}\b"), MASK),
+    # aws_secret_access_key = <40 chars>, and key=value pairs with a secret-looking key
+    (
+        re.compile(
+            r"(?P<pre>(?i:\b(?:aws_secret_access_key|password|passwd|pwd|secret|token|api[-_]?key)"
+            r"\b\s*[:=]\s*['\"]?))[^\s'\",;&]{4,}"
+        ),
+        r"\g<pre>" + MASK,
+    ),
+]
+# Cheap pre-check so clean strings skip the pattern substitutions.
+_HINT_RE = re.compile(
+    r"://[^\s/@]*@|[Bb]earer|[Bb]asic |[Tt]oken |AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA|"
+    r"(?i:secret|password|passwd|pwd|token|api[-_]?key)\s*[:=]"
+)
+
+_secrets_lock = threading.Lock()
+_secret_values: set[str] = set()
+_secret_re: re.Pattern[str] | None = None
+
+_key_cache: dict[str, bool] = {}
+
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def register_secret(*values: object) -> None:
+    """Register secret values that must never appear in any emitted text.
+
+    Each value (a string, bytes, or a ``SecretStr``) is masked wherever it appears:
+    in messages, extras, bound context and tracebacks. Values shorter than 4
+    characters are refused, since masking them would mangle ordinary text.
+
+    Args:
+        *values: the secret values.
+
+    Raises:
+        ValueError: a value is shorter than 4 characters.
+        TypeError: a value is not a string, bytes or secret type.
+    """
+    global _secret_re
+    new: list[str] = []
+    for value in values:
+        if value is None:
+            continue
+        raw: object = value
+        if _is_secret_type(raw):
+            raw = raw.get_secret_value()  # type: ignore[attr-defined]
+        if isinstance(raw, bytes):
+            raw = raw.decode("utf-8", "replace")
+        if not isinstance(raw, str):
+            raise TypeError(f"secrets: expected str, bytes or SecretStr, got {type(value).__name__}")
+        if len(raw) < 4:
+            raise ValueError("secrets: a registered secret must be at least 4 characters long")
+        new.append(raw)
+    if not new:
+        return
+    with _secrets_lock:
+        _secret_values.update(new)
+        ordered = sorted(_secret_values, key=len, reverse=True)
+        _secret_re = re.compile("|".join(re.escape(s) for s in ordered))
+
+
+def clear_secrets() -> None:
+    """Forget every registered secret value (for tests and re-configuration)."""
+    global _secret_re
+    with _secrets_lock:
+        _secret_values.clear()
+        _secret_re = None
+
+
+def is_secret_key(key: str) -> bool:
+    """Tell whether a mapping key looks like it names a secret.
+
+    Args:
+        key: the key, any case.
+
+    Returns:
+        True for keys such as ``password``, ``API_KEY``, ``authorization``.
+    """
+    cached = _key_cache.get(key)
+    if cached is None:
+        lowered = key.lower()
+        cached = lowered not in _NOT_SECRET_KEYS and _SECRET_KEY_RE.search(lowered) is not None
+        if len(_key_cache) < 4096:
+            _key_cache[key] = cached
+    return cached
+
+
+def redact_text(text: str) -> str:
+    """Mask registered secrets and secret-looking patterns inside a string.
+
+    Args:
+        text: any string.
+
+    Returns:
+        The string with every secret replaced by ``MASK``, truncated with a marker
+        when longer than ``MAX_STR_CHARS``.
+    """
+    if len(text) > MAX_STR_CHARS:
+        text = _truncate(text)
+    secret_re = _secret_re
+    if secret_re is not None:
+        text = secret_re.sub(MASK, text)
+    if _HINT_RE.search(text) is not None:
+        for pattern, replacement in _PATTERNS:
+            text = pattern.sub(replacement, text)
+    return text
+
+
+def _truncate(text: str) -> str:
+    dropped = len(text) - MAX_STR_CHARS
+    return f"{text[:MAX_STR_CHARS]}...[truncated {dropped} chars]"
+
+
+def _is_secret_type(value: object) -> bool:
+    name = type(value).__name__
+    return name in ("SecretStr", "SecretBytes", "Secret") and hasattr(value, "get_secret_value")
+
+
+def redact(value: Any) -> Any:
+    """Return a copy of ``value`` that is safe to emit.
+
+    Scalars come back as they are (strings scrubbed of secrets); containers,
+    dataclasses and pydantic models come back as plain dicts and lists with every
+    secret masked; anything else is kept when the serialiser knows it (datetime,
+    UUID, Decimal, Path, Enum, bytes) or replaced by its (scrubbed) ``repr``.
+    Never raises.
+
+    Args:
+        value: anything.
+
+    Returns:
+        A value with no secret in it.
+    """
+    try:
+        return _redact(value, 0, None)
+    except Exception:  # pragma: no cover - _redact already guards each step
+        return "<unrepresentable>"
+
+
+def _redact(value: Any, depth: int, seen: set[int] | None) -> Any:
+    cls = type(value)
+    if cls is str:
+        return redact_text(value)
+    if cls is int or cls is bool or value is None:
+        return value
+    if cls is float:
+        return value if math.isfinite(value) else repr(value)
+    if _is_secret_type(value):
+        return MASK
+    if depth >= MAX_DEPTH:
+        return "<max depth reached>"
+    if isinstance(value, Mapping):
+        if seen is None:
+            seen = set()
+        if id(value) in seen:
+            return "<cycle>"
+        seen.add(id(value))
+        try:
+            return _redact_mapping(value.items(), len(value), depth, seen)
+        finally:
+            seen.discard(id(value))
+    if isinstance(value, (list, tuple, set, frozenset)):
+        if seen is None:
+            seen = set()
+        if id(value) in seen:
+            return "<cycle>"
+        seen.add(id(value))
+        try:
+            items: Iterable[Any] = sorted(value, key=repr) if isinstance(value, (set, frozenset)) else value
+            return _redact_sequence(items, len(value), depth, seen)
+        finally:
+            seen.discard(id(value))
+    return _redact_object(value, depth, seen)
+
+
+def _redact_mapping(items: Iterable[tuple[Any, Any]], size: int, depth: int, seen: set[int]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for index, (key, item) in enumerate(items):
+        if index >= MAX_ITEMS:
+            out["..."] = f"<{size - MAX_ITEMS} more items>"
+            break
+        skey = key if type(key) is str else _safe_str(key)
+        out[skey] = MASK if is_secret_key(skey) else _redact(item, depth + 1, seen)
+    return out
+
+
+def _redact_sequence(items: Iterable[Any], size: int, depth: int, seen: set[int]) -> list[Any]:
+    out: list[Any] = []
+    for index, item in enumerate(items):
+        if index >= MAX_ITEMS:
+            out.append(f"<{size - MAX_ITEMS} more items>")
+            break
+        out.append(_redact(item, depth + 1, seen))
+    return out
+
+
+def _redact_object(value: Any, depth: int, seen: set[int] | None) -> Any:
+    if isinstance(value, (_dt.datetime, _dt.date, _dt.time, uuid.UUID)):
+        return value
+    if isinstance(value, enum.Enum):
+        return _redact(value.value, depth + 1, seen)
+    if isinstance(value, (decimal.Decimal, PurePath)):
+        return redact_text(str(value))
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        raw = bytes(value)
+        if len(raw) > MAX_STR_CHARS:
+            return _truncate(raw.decode("utf-8", "replace"))
+        return redact_text(raw.decode("utf-8", "replace"))
+    if isinstance(value, BaseException):
+        return redact_text(f"{type(value).__name__}: {_safe_str(value)}")
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        fields = {f.name: getattr(value, f.name, None) for f in dataclasses.fields(value)}
+        return _redact(fields, depth, seen)
+    dump = getattr(value, "model_dump", None)  # pydantic v2
+    if dump is None and hasattr(value, "__fields__") and hasattr(value, "dict"):
+        dump = value.dict  # pydantic v1
+    if callable(dump) and not isinstance(value, type):
+        try:
+            # mode="python" keeps SecretStr objects, so they are masked by type.
+            data = dump() 
+        except Exception:
+            data = None
+        if isinstance(data, Mapping):
+            return _redact(data, depth, seen)
+    numpy_value = _numpy_value(value)
+    if numpy_value is not _NOTHING:
+        return _redact(numpy_value, depth, seen)
+    return redact_text(_safe_repr(value))
+
+
+_NOTHING = object()
+#: Arrays with more elements than this are summarised, not listed.
+MAX_ARRAY_ITEMS = 64
+
+
+def _numpy_value(value: Any) -> Any:
+    module = type(value).__module__
+    if not module.startswith("numpy"):
+        return _NOTHING
+    try:
+        if hasattr(value, "ndim") and getattr(value, "ndim", 0) == 0 and hasattr(value, "item"):
+            return value.item()
+        size = int(getattr(value, "size", MAX_ARRAY_ITEMS + 1))
+        if size <= MAX_ARRAY_ITEMS and hasattr(value, "tolist"):
+            return value.tolist()
+        return f"<ndarray shape={tuple(value.shape)} dtype={value.dtype}>"
+    except Exception:
+        return _NOTHING
+
+
+def _safe_repr(value: object) -> str:
+    try:
+        text = repr(value)
+    except Exception as exc:
+        return f"<unrepresentable {type(value).__name__}: repr raised {type(exc).__name__}>"
+    if not isinstance(text, str):
+        return f"<unrepresentable {type(value).__name__}>"
+    return text
+
+
+def _safe_str(value: object) -> str:
+    try:
+        text = str(value)
+    except Exception:
+        return _safe_repr(value)
+    return text if isinstance(text, str) else _safe_repr(value)

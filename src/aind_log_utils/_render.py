@@ -1,0 +1,259 @@
+"""The record pipeline: collect fields, redact them, serialise them, once per record.
+
+:class:`Renderer` turns a :class:`logging.LogRecord` into the redacted event dict
+and the one JSON line every sink receives. The three steps stay separate:
+
+1. collect: timestamp, level, message, the record's standard attributes, the
+   static fields given at setup, the bound context and the call's ``extra=``
+   (later steps win: ``extra=`` > context > static);
+2. redact: every value is made safe (:mod:`aind_log_utils._redact`) - never in the
+   serialiser;
+3. serialise: orjson, strict JSON, one line, valid UTF-8.
+
+It never mutates the record and never raises: a value that cannot be rendered is
+replaced by a marker, and a record that cannot be rendered at all still gives one
+valid line saying so.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import traceback
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import orjson
+
+from . import _redact
+from ._context import _CONTEXT
+from ._redact import MASK, is_secret_key, redact, redact_text
+
+__all__ = ["RECORD_ATTRS", "Renderer", "format_timestamp"]
+
+#: Attributes every LogRecord has; anything else on a record came from ``extra=``.
+RECORD_ATTRS = frozenset(
+    {
+        "args", "asctime", "created", "exc_info", "exc_text", "filename", "funcName",
+        "levelname", "levelno", "lineno", "message", "module", "msecs", "msg", "name",
+        "pathname", "process", "processName", "relativeCreated", "stack_info",
+        "taskName", "thread", "threadName",
+    }
+)
+#: Fields the standard requires; an extra with one of these names is kept as
+#: ``extra_<name>`` instead of overwriting the record's own value.
+PROTECTED = frozenset({"timestamp", "level", "message"})
+
+_OPTIONS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+
+def format_timestamp(created: float) -> str:
+    """Format a Unix time as ISO 8601 UTC with microseconds, ending in ``Z``.
+
+    Args:
+        created: seconds since the epoch (``LogRecord.created``).
+
+    Returns:
+        For example ``"2026-02-09T21:19:24.061270Z"``.
+    """
+    secs = int(created)
+    return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(secs))}.{int((created - secs) * 1e6):06d}Z"
+
+def _default(value: Any) -> Any:
+    # Reached only for types orjson does not know; redact() already converted
+    # everything it understands, so this is the last resort.
+    return redact_text(_redact._safe_repr(value))
+
+def _fix_surrogates(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    if isinstance(value, dict):
+        return {_fix_surrogates(k): _fix_surrogates(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_fix_surrogates(v) for v in value]
+    return value
+
+def _safe_value(key: str, value: Any) -> Any:
+    """Redact one field value, with a fast path for the common scalar types."""
+    cls = type(value)
+    if cls is str:
+        return redact_text(value)
+    if cls is int or cls is bool or value is None:
+        return value
+    if cls is float:
+        return value if math.isfinite(value) else repr(value)
+    return redact(value)
+
+class Renderer:
+    """Render records to ``(event, line)``; configured once, used for every record.
+
+    Args:
+        static_fields: fields added to every record (already validated); they are
+            redacted once, here.
+        include_attrs: extra LogRecord attributes to include (e.g. from a format
+            string such as ``"%(funcName)s"``).
+        exclude_attrs: record attributes never to treat as extras.
+        rename_fields: output key renames, e.g. ``{"message": "msg"}``.
+        prefix: text put before each JSON line (python-json-logger's ``prefix``).
+    """
+
+    def __init__(
+        self,
+        static_fields: Mapping[str, Any] | None = None,
+        *,
+        include_attrs: Iterable[str] = (),
+        exclude_attrs: Iterable[str] = (),
+        rename_fields: Mapping[str, str] | None = None,
+        prefix: str = "",
+    ) -> None:
+        self._static: dict[str, Any] = {}
+        for key, value in (static_fields or {}).items():
+            if value is None:
+                continue  # unknown fields are left out, never "undefined"
+            self._static[str(key)] = MASK if is_secret_key(str(key)) else redact(value)
+        self._skip = RECORD_ATTRS | frozenset(exclude_attrs) | {"weblog"}
+        self._include = tuple(a for a in include_attrs if a not in _BUILTIN_ATTRS)
+        self._rename = dict(rename_fields or {})
+        self._prefix = prefix.encode("utf-8")
+        self._ts_cache: tuple[int, str] = (-1, "")
+
+    @property
+    def static_fields(self) -> Mapping[str, Any]:
+        """The redacted static fields added to every record."""
+        return self._static
+
+    def with_static(self, static_fields: Mapping[str, Any]) -> Renderer:
+        """Return a renderer like this one with other static fields."""
+        clone = Renderer.__new__(Renderer)
+        clone.__dict__.update(self.__dict__)
+        clone._static = Renderer(static_fields)._static
+        return clone
+
+    def _timestamp(self, created: float) -> str:
+        secs = int(created)
+        cached = self._ts_cache
+        if cached[0] != secs:
+            cached = (secs, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)))
+            self._ts_cache = cached
+        return f"{cached[1]}.{int((created - secs) * 1e6):06d}Z"
+
+    def render(self, record: logging.LogRecord) -> tuple[dict[str, Any], bytes]:
+        """Render one record; never raises.
+
+        Args:
+            record: the record (read, never modified).
+
+        Returns:
+            The redacted event dict and the JSON line (UTF-8, ending in newline).
+        """
+        try:
+            event = self.collect(record)
+            return event, self.serialize(event)
+        except Exception as exc:  # last resort: still one valid line
+            event = {
+                "timestamp": format_timestamp(time.time()),
+                "level": getattr(record, "levelname", "ERROR"),
+                "message": "<record could not be rendered>",
+                "error_type": type(exc).__name__,
+            }
+            return event, self.serialize(event)
+
+    def collect(self, record: logging.LogRecord) -> dict[str, Any]:
+        """Collect and redact the fields of one record (steps 1 and 2)."""
+        msg = record.msg
+        fields_from_msg: Mapping[str, Any] | None = None
+        if type(msg) is str and not record.args:
+            message = msg
+        elif isinstance(msg, Mapping) and not record.args:
+            fields_from_msg, message = msg, ""
+        else:
+            message = _message(record)
+        event: dict[str, Any] = {
+            "timestamp": self._timestamp(record.created),
+            "level": record.levelname,
+            "message": redact_text(message),
+            "logger": record.name,
+            "lineno": record.lineno,
+            "process": str(record.process),
+            "processName": record.processName,
+            "thread": str(record.thread),
+            "threadName": record.threadName,
+        }
+        for attr in self._include:
+            event[attr] = _safe_value(attr, getattr(record, attr, None))
+        if self._static:
+            event.update(self._static)
+        context = _CONTEXT.get()
+        if context:
+            self._merge(event, context.items())
+        if fields_from_msg:
+            self._merge(event, fields_from_msg.items())
+        skip = self._skip
+        extras = [(k, v) for k, v in record.__dict__.items() if k not in skip]
+        if extras:
+            self._merge(event, extras)
+        if record.exc_info:
+            exc_type = record.exc_info[0]
+            if exc_type is not None:
+                event["error_type"] = exc_type.__name__
+                event["stack_trace"] = redact_text(_format_exception(record.exc_info))
+        elif record.exc_text:
+            event["stack_trace"] = redact_text(record.exc_text)
+        if record.stack_info:
+            event["stack_info"] = redact_text(str(record.stack_info))
+        if self._rename:
+            event = {self._rename.get(k, k): v for k, v in event.items()}
+        return event
+
+    @staticmethod
+    def _merge(event: dict[str, Any], items: Iterable[tuple[Any, Any]]) -> None:
+        for key, value in items:
+            if type(key) is not str:
+                key = _redact._safe_str(key)
+            if key in PROTECTED:
+                key = f"extra_{key}"
+            if is_secret_key(key):
+                event[key] = MASK
+            else:
+                event[key] = _safe_value(key, value)
+
+    def serialize(self, event: Mapping[str, Any]) -> bytes:
+        """Serialise an event to one strict-JSON line (step 3); never raises."""
+        try:
+            line = orjson.dumps(event, default=_default, option=_OPTIONS)
+        except Exception:
+            try:
+                line = orjson.dumps(_fix_surrogates(redact(dict(event))), default=_default, option=_OPTIONS)
+            except Exception as exc:
+                line = orjson.dumps(
+                    {
+                        "timestamp": event.get("timestamp", format_timestamp(time.time())),
+                        "level": event.get("level", "ERROR"),
+                        "message": "<record could not be serialised>",
+                        "error_type": type(exc).__name__,
+                    },
+                    option=_OPTIONS,
+                )
+        return self._prefix + line if self._prefix else line
+
+_BUILTIN_ATTRS = frozenset(
+    {"created", "levelname", "msg", "message", "args", "lineno", "process", "processName",
+     "thread", "threadName", "name", "exc_info", "exc_text", "stack_info"}
+)
+
+def _message(record: logging.LogRecord) -> str:
+    try:
+        message = record.getMessage()
+    except Exception as exc:  # bad %-args must not lose the line
+        return (
+            f"{_redact._safe_str(record.msg)} <formatting failed: {type(exc).__name__}; "
+            f"args={_redact._safe_repr(record.args)}>"
+        )
+    return message if type(message) is str else _redact._safe_str(message)
+
+def _format_exception(exc_info: Any) -> str:
+    try:
+        return "".join(traceback.format_exception(*exc_info)).rstrip("\n")
+    except Exception as exc:
+        return f"<traceback could not be formatted: {type(exc).__name__}>"
+

@@ -1,0 +1,18 @@
+"""Helpers for testing code that logs through aind-log-utils.
+
+``capture_logs()`` collects the records a block emits, rendered exactly as the
+sinks would see them (standard fields, context, redaction), parsed back from
+JSON::
+
+    from aind_log_utils.testing import capture_logs
+
+    with capture_logs() as records:
+        my_capsule.run()
+    assert records[-1]["message"] == "done"
+"""
+
+from __future__ import annotations
+
+from ._capture import CapturedRecords, capture_logs
+
+__all__ = ["CapturedRecords", "capture_logs"]
