@@ -22,6 +22,8 @@ __version__ = "0.3.0.dev0"
 __all__ = [
     "JsonFormatter",
     "LoggingSession",
+    "RunDirectory",
+    "canonical",
     "__version__",
     "bind_context",
     "clear_context",
@@ -46,12 +48,16 @@ _LAZY: dict[str, tuple[str, str]] = {
     "get_context": ("._context", "get_context"),
     "log_context": ("._context", "log_context"),
     "log": (".log", ""),
+    "RunDirectory": ("._rundir", "RunDirectory"),
+    "canonical": ("._canonical", "canonical"),
 }
 
 if TYPE_CHECKING:
     from . import log
     from ._context import bind_context, clear_context, get_context, log_context, unbind_context
+    from ._canonical import canonical
     from ._formatter import JsonFormatter
+    from ._rundir import RunDirectory
     from ._redact import redact, register_secret
     from ._session import LoggingSession
     from ._setup import setup_logging
