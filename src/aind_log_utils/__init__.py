@@ -23,9 +23,9 @@ __all__ = [
     "JsonFormatter",
     "LoggingSession",
     "RunDirectory",
-    "canonical",
     "__version__",
     "bind_context",
+    "canonical",
     "clear_context",
     "get_context",
     "log",
@@ -54,11 +54,11 @@ _LAZY: dict[str, tuple[str, str]] = {
 
 if TYPE_CHECKING:
     from . import log
-    from ._context import bind_context, clear_context, get_context, log_context, unbind_context
     from ._canonical import canonical
+    from ._context import bind_context, clear_context, get_context, log_context, unbind_context
     from ._formatter import JsonFormatter
-    from ._rundir import RunDirectory
     from ._redact import redact, register_secret
+    from ._rundir import RunDirectory
     from ._session import LoggingSession
     from ._setup import setup_logging
 

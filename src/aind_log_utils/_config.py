@@ -42,7 +42,9 @@ def parse_bool(name: str, value: str) -> bool:
     raise ValueError(f"{name}: expected true/false, got {value!r}")
 
 
-def env_values(field_names: tuple[str, ...], extra_options: Mapping[str, str] | None = None) -> dict[str, Any]:
+def env_values(
+    field_names: tuple[str, ...], extra_options: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     """Read the options and standard fields set in ``AIND_*`` variables.
 
     Args:

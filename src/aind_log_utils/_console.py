@@ -25,8 +25,19 @@ _RESET = "\x1b[0m"
 _DIM = "\x1b[2m"
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _HIDDEN = frozenset(
-    {"timestamp", "level", "message", "logger", "lineno", "process", "processName", "thread",
-     "threadName", "stack_trace", "stack_info"}
+    {
+        "timestamp",
+        "level",
+        "message",
+        "logger",
+        "lineno",
+        "process",
+        "processName",
+        "thread",
+        "threadName",
+        "stack_trace",
+        "stack_info",
+    }
 )
 
 
@@ -94,11 +105,15 @@ class ConsoleSink:
             is_tty = bool(current is not None and current.isatty())
         except Exception:
             is_tty = False
-        self.mode: Literal["json", "text"] = ("text" if is_tty else "json") if mode == "auto" else mode
+        self.mode: Literal["json", "text"] = (
+            ("text" if is_tty else "json") if mode == "auto" else mode
+        )
         self.colour = is_tty and self.mode == "text"
         self.write_errors = 0
 
-    def handle_event(self, event: Mapping[str, Any], line: bytes, record: logging.LogRecord) -> None:
+    def handle_event(
+        self, event: Mapping[str, Any], line: bytes, record: logging.LogRecord
+    ) -> None:
         """Write the record to the stream; never raises."""
         stream = self._stream if self._stream is not None else sys.stdout
         if stream is None:

@@ -68,7 +68,7 @@ def clear_context() -> None:
     _CONTEXT.set(_EMPTY)
 
 
-class log_context:  # noqa: N801 - used like a function: `with log_context(...)`
+class log_context:
     """Bind fields for a scope: a context manager and a decorator.
 
     Example::

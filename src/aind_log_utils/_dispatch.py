@@ -27,7 +27,9 @@ class DispatchHandler(logging.Handler):
         level: the handler's threshold.
     """
 
-    def __init__(self, renderer: Renderer, sinks: Sequence[Sink], level: int = logging.NOTSET) -> None:
+    def __init__(
+        self, renderer: Renderer, sinks: Sequence[Sink], level: int = logging.NOTSET
+    ) -> None:
         super().__init__(level)
         self.renderer = renderer
         self.sinks: list[Sink] = list(sinks)
@@ -48,7 +50,7 @@ class DispatchHandler(logging.Handler):
                 if self.first_error is None and record.levelno >= logging.ERROR:
                     self.first_error = str(event.get("message", ""))
             levelno = record.levelno
-            for sink, threshold in zip(self.sinks, self._sink_levels):
+            for sink, threshold in zip(self.sinks, self._sink_levels, strict=True):
                 if levelno >= threshold:
                     sink.handle_event(event, line, record)
         except Exception as exc:

@@ -187,7 +187,9 @@ def validate_fields(fields: Mapping[str, Any]) -> dict[str, str]:
         loc = ".".join(str(p) for p in error["loc"]) or "fields"
         message = str(error["msg"]).removeprefix("Value error, ")
         if error["type"] in ("string_type",):
-            raise TypeError(f"{loc}: expected a string, got {type(error['input']).__name__}") from None
+            raise TypeError(
+                f"{loc}: expected a string, got {type(error['input']).__name__}"
+            ) from None
         if error["type"] == "extra_forbidden":
             raise ValueError(f"{loc}: not a standard field") from None
         if message.startswith(loc):

@@ -14,7 +14,13 @@ from ._diagnostics import diagnose
 
 __all__ = ["JsonlFileSink"]
 
-_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
+_FLAGS = (
+    os.O_WRONLY
+    | os.O_APPEND
+    | os.O_CREAT
+    | getattr(os, "O_BINARY", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+)
 
 
 class JsonlFileSink:
@@ -64,7 +70,9 @@ class JsonlFileSink:
         except OSError:
             return False
 
-    def handle_event(self, event: Mapping[str, Any], line: bytes, record: logging.LogRecord) -> None:
+    def handle_event(
+        self, event: Mapping[str, Any], line: bytes, record: logging.LogRecord
+    ) -> None:
         """Append ``line``; never raises."""
         self.write_line(line)
 
@@ -88,7 +96,9 @@ class JsonlFileSink:
                 written += os.write(fd, line[written:])
         except OSError as exc:
             self.write_errors += 1
-            reason = "disk full" if exc.errno == errno.ENOSPC else (exc.strerror or type(exc).__name__)
+            reason = (
+                "disk full" if exc.errno == errno.ENOSPC else (exc.strerror or type(exc).__name__)
+            )
             diagnose(f"file:{self.path}:{exc.errno}", f"cannot write to {self.path}: {reason}")
             return False
         self.lines_written += 1

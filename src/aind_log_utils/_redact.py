@@ -31,6 +31,7 @@ from typing import Any
 
 __all__ = [
     "MASK",
+    "check_key",
     "clear_secrets",
     "is_secret_key",
     "redact",
@@ -61,16 +62,22 @@ _NOT_SECRET_KEYS = frozenset(
 
 _PATTERNS: list[tuple[re.Pattern[str], str]] = [
     # URL userinfo: scheme://user:password@host -> scheme://user:***@host
-    (re.compile(r"(?P<pre>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s:/@]+:)[^\s/@]+(?=@)"), r"\g<pre>" + MASK),
+    (
+        re.compile(r"(?P<pre>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s:/@]+:)[^\s/@]+(?=@)"),
+        r"\g<pre>" + MASK,
+    ),
     # Authorization values: Bearer/Basic/Token <credential>
-    (re.compile(r"(?P<pre>\b(?:[Bb]earer|[Bb]asic|[Tt]oken)\s+)[A-Za-z0-9\-._~+/]{8,}=*"), r"\g<pre>" + MASK),
+    (
+        re.compile(r"(?P<pre>\b(?:[Bb]earer|[Bb]asic|[Tt]oken)\s+)[A-Za-z0-9\-._~+/]{8,}=*"),
+        r"\g<pre>" + MASK,
+    ),
     # AWS access key ids
     (re.compile(r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[A-Z0-9]{16}\b"), MASK),
-    # aws_secret_access_key = <40 chars>, and key=value pairs with a secret-looking key
+    # key=value pairs whose key looks secret: aws_secret_access_key=..., password: ...
     (
         re.compile(
-            r"(?P<pre>(?i:\b(?:aws_secret_access_key|password|passwd|pwd|secret|token|api[-_]?key)"
-            r"\b\s*[:=]\s*['\"]?))[^\s'\",;&]{4,}"
+            r"(?P<pre>(?i:\b[\w-]*(?:secret|password|passwd|pwd|token|api[-_]?key)[\w-]*"
+            r"\s*[:=]\s*['\"]?))[^\s'\",;&]{4,}"
         ),
         r"\g<pre>" + MASK,
     ),
@@ -78,7 +85,7 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [
 # Cheap pre-check so clean strings skip the pattern substitutions.
 _HINT_RE = re.compile(
     r"://[^\s/@]*@|[Bb]earer|[Bb]asic |[Tt]oken |AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA|"
-    r"(?i:secret|password|passwd|pwd|token|api[-_]?key)\s*[:=]"
+    r"(?i:(?:secret|password|passwd|pwd|token|api[-_]?key)[\w-]*\s*[:=])"
 )
 
 _secrets_lock = threading.Lock()
@@ -86,6 +93,7 @@ _secret_values: set[str] = set()
 _secret_re: re.Pattern[str] | None = None
 
 _key_cache: dict[str, bool] = {}
+_clean_key_cache: dict[str, tuple[str, bool]] = {}
 
 _SCALARS = (str, int, float, bool, type(None))
 
@@ -115,7 +123,9 @@ def register_secret(*values: object) -> None:
         if isinstance(raw, bytes):
             raw = raw.decode("utf-8", "replace")
         if not isinstance(raw, str):
-            raise TypeError(f"secrets: expected str, bytes or SecretStr, got {type(value).__name__}")
+            raise TypeError(
+                f"secrets: expected str, bytes or SecretStr, got {type(value).__name__}"
+            )
         if len(raw) < 4:
             raise ValueError("secrets: a registered secret must be at least 4 characters long")
         new.append(raw)
@@ -125,6 +135,7 @@ def register_secret(*values: object) -> None:
         _secret_values.update(new)
         ordered = sorted(_secret_values, key=len, reverse=True)
         _secret_re = re.compile("|".join(re.escape(s) for s in ordered))
+        _clean_key_cache.clear()
 
 
 def clear_secrets() -> None:
@@ -133,6 +144,7 @@ def clear_secrets() -> None:
     with _secrets_lock:
         _secret_values.clear()
         _secret_re = None
+        _clean_key_cache.clear()
 
 
 def is_secret_key(key: str) -> bool:
@@ -150,6 +162,23 @@ def is_secret_key(key: str) -> bool:
         cached = lowered not in _NOT_SECRET_KEYS and _SECRET_KEY_RE.search(lowered) is not None
         if len(_key_cache) < 4096:
             _key_cache[key] = cached
+    return cached
+
+
+def check_key(key: str) -> tuple[str, bool]:
+    """Scrub a mapping key and tell whether its value must be masked (cached).
+
+    Args:
+        key: a field or mapping key.
+
+    Returns:
+        The key with any secret in it masked, and whether the key looks secret.
+    """
+    cached = _clean_key_cache.get(key)
+    if cached is None:
+        cached = (redact_text(key), is_secret_key(key))
+        if len(_clean_key_cache) < 4096:
+            _clean_key_cache[key] = cached
     return cached
 
 
@@ -234,21 +263,25 @@ def _redact(value: Any, depth: int, seen: set[int] | None) -> Any:
             return "<cycle>"
         seen.add(id(value))
         try:
-            items: Iterable[Any] = sorted(value, key=repr) if isinstance(value, (set, frozenset)) else value
+            items: Iterable[Any] = (
+                sorted(value, key=repr) if isinstance(value, (set, frozenset)) else value
+            )
             return _redact_sequence(items, len(value), depth, seen)
         finally:
             seen.discard(id(value))
     return _redact_object(value, depth, seen)
 
 
-def _redact_mapping(items: Iterable[tuple[Any, Any]], size: int, depth: int, seen: set[int]) -> dict[str, Any]:
+def _redact_mapping(
+    items: Iterable[tuple[Any, Any]], size: int, depth: int, seen: set[int]
+) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for index, (key, item) in enumerate(items):
         if index >= MAX_ITEMS:
             out["..."] = f"<{size - MAX_ITEMS} more items>"
             break
-        skey = key if type(key) is str else _safe_str(key)
-        out[skey] = MASK if is_secret_key(skey) else _redact(item, depth + 1, seen)
+        skey, secret = check_key(key if type(key) is str else _safe_str(key))
+        out[skey] = MASK if secret else _redact(item, depth + 1, seen)
     return out
 
 
@@ -285,7 +318,7 @@ def _redact_object(value: Any, depth: int, seen: set[int] | None) -> Any:
     if callable(dump) and not isinstance(value, type):
         try:
             # mode="python" keeps SecretStr objects, so they are masked by type.
-            data = dump() 
+            data = dump()
         except Exception:
             data = None
         if isinstance(data, Mapping):

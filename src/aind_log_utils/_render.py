@@ -28,17 +28,36 @@ import orjson
 
 from . import _redact
 from ._context import _CONTEXT
-from ._redact import MASK, is_secret_key, redact, redact_text
+from ._redact import MASK, check_key, is_secret_key, redact, redact_text
 
 __all__ = ["RECORD_ATTRS", "Renderer", "format_timestamp"]
 
 #: Attributes every LogRecord has; anything else on a record came from ``extra=``.
 RECORD_ATTRS = frozenset(
     {
-        "args", "asctime", "created", "exc_info", "exc_text", "filename", "funcName",
-        "levelname", "levelno", "lineno", "message", "module", "msecs", "msg", "name",
-        "pathname", "process", "processName", "relativeCreated", "stack_info",
-        "taskName", "thread", "threadName",
+        "args",
+        "asctime",
+        "created",
+        "exc_info",
+        "exc_text",
+        "filename",
+        "funcName",
+        "levelname",
+        "levelno",
+        "lineno",
+        "message",
+        "module",
+        "msecs",
+        "msg",
+        "name",
+        "pathname",
+        "process",
+        "processName",
+        "relativeCreated",
+        "stack_info",
+        "taskName",
+        "thread",
+        "threadName",
     }
 )
 #: Fields the standard requires; an extra with one of these names is kept as
@@ -46,6 +65,7 @@ RECORD_ATTRS = frozenset(
 PROTECTED = frozenset({"timestamp", "level", "message"})
 
 _OPTIONS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+
 
 def format_timestamp(created: float) -> str:
     """Format a Unix time as ISO 8601 UTC with microseconds, ending in ``Z``.
@@ -59,10 +79,12 @@ def format_timestamp(created: float) -> str:
     secs = int(created)
     return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(secs))}.{int((created - secs) * 1e6):06d}Z"
 
+
 def _default(value: Any) -> Any:
     # Reached only for types orjson does not know; redact() already converted
     # everything it understands, so this is the last resort.
     return redact_text(_redact._safe_repr(value))
+
 
 def _fix_surrogates(value: Any) -> Any:
     if isinstance(value, str):
@@ -72,6 +94,7 @@ def _fix_surrogates(value: Any) -> Any:
     if isinstance(value, list):
         return [_fix_surrogates(v) for v in value]
     return value
+
 
 def _safe_value(key: str, value: Any) -> Any:
     """Redact one field value, with a fast path for the common scalar types."""
@@ -83,6 +106,7 @@ def _safe_value(key: str, value: Any) -> Any:
     if cls is float:
         return value if math.isfinite(value) else repr(value)
     return redact(value)
+
 
 class Renderer:
     """Render records to ``(event, line)``; configured once, used for every record.
@@ -210,12 +234,10 @@ class Renderer:
         for key, value in items:
             if type(key) is not str:
                 key = _redact._safe_str(key)
+            key, secret = check_key(key)
             if key in PROTECTED:
                 key = f"extra_{key}"
-            if is_secret_key(key):
-                event[key] = MASK
-            else:
-                event[key] = _safe_value(key, value)
+            event[key] = MASK if secret else _safe_value(key, value)
 
     def serialize(self, event: Mapping[str, Any]) -> bytes:
         """Serialise an event to one strict-JSON line (step 3); never raises."""
@@ -223,7 +245,9 @@ class Renderer:
             line = orjson.dumps(event, default=_default, option=_OPTIONS)
         except Exception:
             try:
-                line = orjson.dumps(_fix_surrogates(redact(dict(event))), default=_default, option=_OPTIONS)
+                line = orjson.dumps(
+                    _fix_surrogates(redact(dict(event))), default=_default, option=_OPTIONS
+                )
             except Exception as exc:
                 line = orjson.dumps(
                     {
@@ -236,10 +260,26 @@ class Renderer:
                 )
         return self._prefix + line if self._prefix else line
 
+
 _BUILTIN_ATTRS = frozenset(
-    {"created", "levelname", "msg", "message", "args", "lineno", "process", "processName",
-     "thread", "threadName", "name", "exc_info", "exc_text", "stack_info"}
+    {
+        "created",
+        "levelname",
+        "msg",
+        "message",
+        "args",
+        "lineno",
+        "process",
+        "processName",
+        "thread",
+        "threadName",
+        "name",
+        "exc_info",
+        "exc_text",
+        "stack_info",
+    }
 )
+
 
 def _message(record: logging.LogRecord) -> str:
     try:
@@ -251,9 +291,9 @@ def _message(record: logging.LogRecord) -> str:
         )
     return message if type(message) is str else _redact._safe_str(message)
 
+
 def _format_exception(exc_info: Any) -> str:
     try:
         return "".join(traceback.format_exception(*exc_info)).rstrip("\n")
     except Exception as exc:
         return f"<traceback could not be formatted: {type(exc).__name__}>"
-

@@ -98,7 +98,9 @@ class LoggingSession:
     @property
     def records_dropped(self) -> int:
         """Records some sink could not keep (write errors, spool cap reached)."""
-        return int(self.handler.sink_counter("write_errors")) + int(self.handler.sink_counter("records_dropped"))
+        return int(self.handler.sink_counter("write_errors")) + int(
+            self.handler.sink_counter("records_dropped")
+        )
 
     @property
     def sinks(self) -> list[Any]:
@@ -154,7 +156,10 @@ class LoggingSession:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: types.TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: types.TracebackType | None,
     ) -> None:
         if exc is not None and not isinstance(exc, (KeyboardInterrupt, GeneratorExit)):
             self.mark_failed(exc)
@@ -255,8 +260,12 @@ class LoggingSession:
             self.mark_failed("terminated by SIGTERM")
             # Closing runs on another thread, bounded: the interrupted main thread
             # may hold a lock a sink needs, and must never hang the exit.
-            worker = threading.Thread(target=self._stop, kwargs={"timeout_s": None, "stop_line": True},
-                                      name="aind-log-sigterm", daemon=True)
+            worker = threading.Thread(
+                target=self._stop,
+                kwargs={"timeout_s": None, "stop_line": True},
+                name="aind-log-sigterm",
+                daemon=True,
+            )
             worker.start()
             worker.join(self.flush_timeout_s + 2.0)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -265,7 +274,10 @@ class LoggingSession:
         signal.signal(signal.SIGTERM, on_sigterm)
 
         def restore() -> None:
-            if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is on_sigterm:
+            if (
+                threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGTERM) is on_sigterm
+            ):
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
         self._restore.append(restore)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import inspect
 import logging
 import os
-import sys
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -24,13 +23,30 @@ __all__ = ["setup_logging"]
 
 _DEPRECATED = {"mouse_id": "subject_id", "session_name": "asset_name"}
 _FIELD_ARGS = (
-    "acquisition_name", "instrument_id", "rig_id", "specimen_id", "pipeline_name",
-    "user_id", "software_name", "software_version",
+    "acquisition_name",
+    "instrument_id",
+    "rig_id",
+    "specimen_id",
+    "pipeline_name",
+    "user_id",
+    "software_name",
+    "software_version",
 )
 #: Options a config file may set (besides the standard fields).
 _CONFIG_OPTIONS = frozenset(
-    {"process_name", "subject_id", "asset_name", "send_start_log", "disable_existing_loggers",
-     "level", "console", "log_file", "fields", "handle_sigterm", "flush_timeout_s"}
+    {
+        "process_name",
+        "subject_id",
+        "asset_name",
+        "send_start_log",
+        "disable_existing_loggers",
+        "level",
+        "console",
+        "log_file",
+        "fields",
+        "handle_sigterm",
+        "flush_timeout_s",
+    }
 )
 #: Options that network sinks (later issues) add; hooks fill this mapping.
 NETWORK_OPTIONS: dict[str, str] = {}
@@ -49,10 +65,8 @@ def _parse_level(value: object) -> int:
             return int(name)
         if name == "WARN":
             name = "WARNING"
-        number = logging.getLevelNamesMapping().get(name) if sys.version_info >= (3, 11) else None
-        if number is None:
-            candidate = logging.getLevelName(name)
-            number = candidate if isinstance(candidate, int) else None
+        candidate = logging.getLevelName(name)  # the number for a registered name
+        number = candidate if isinstance(candidate, int) else None
         if number is None:
             raise ValueError(f"level: unknown level {value!r}")
         return number
@@ -88,7 +102,14 @@ def _default_log_dir() -> Path:
 def _resolve_log_file(value: object, program: str) -> Path | None:
     if isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on"):
         value = True
-    elif isinstance(value, str) and value.strip().lower() in ("0", "false", "no", "off", "none", ""):
+    elif isinstance(value, str) and value.strip().lower() in (
+        "0",
+        "false",
+        "no",
+        "off",
+        "none",
+        "",
+    ):
         value = False
     if value is None:
         return Path("/results/logs") / f"{program}.jsonl" if _in_code_ocean() else None
@@ -210,7 +231,9 @@ def setup_logging(
     for old, new in _DEPRECATED.items():
         if old in kwargs:
             value = kwargs.pop(old)
-            warnings.warn(f"setup_logging: {old!r} is deprecated, use {new!r}", FutureWarning, stacklevel=2)
+            warnings.warn(
+                f"setup_logging: {old!r} is deprecated, use {new!r}", FutureWarning, stacklevel=2
+            )
             if new == "subject_id" and subject_id is None:
                 subject_id = value
             elif new == "asset_name" and asset_name is None:
@@ -224,12 +247,24 @@ def setup_logging(
         )
 
     explicit: dict[str, Any] = {
-        "process_name": process_name, "subject_id": subject_id, "asset_name": asset_name,
-        "acquisition_name": acquisition_name, "instrument_id": instrument_id, "rig_id": rig_id,
-        "specimen_id": specimen_id, "pipeline_name": pipeline_name, "user_id": user_id,
-        "software_name": software_name, "software_version": software_version,
-        "level": level, "console": console, "log_file": log_file, "fields": fields,
-        "handle_sigterm": handle_sigterm, "flush_timeout_s": flush_timeout_s, **network,
+        "process_name": process_name,
+        "subject_id": subject_id,
+        "asset_name": asset_name,
+        "acquisition_name": acquisition_name,
+        "instrument_id": instrument_id,
+        "rig_id": rig_id,
+        "specimen_id": specimen_id,
+        "pipeline_name": pipeline_name,
+        "user_id": user_id,
+        "software_name": software_name,
+        "software_version": software_version,
+        "level": level,
+        "console": console,
+        "log_file": log_file,
+        "fields": fields,
+        "handle_sigterm": handle_sigterm,
+        "flush_timeout_s": flush_timeout_s,
+        **network,
     }
     explicit = {k: v for k, v in explicit.items() if v is not None}
 
@@ -270,7 +305,9 @@ def setup_logging(
     try:
         timeout = float(timeout)
     except (TypeError, ValueError):
-        raise ValueError(f"flush_timeout_s: expected a number of seconds, got {timeout!r}") from None
+        raise ValueError(
+            f"flush_timeout_s: expected a number of seconds, got {timeout!r}"
+        ) from None
     if not timeout >= 0:
         raise ValueError(f"flush_timeout_s: must be >= 0, got {timeout!r}")
     sigterm = merged.get("handle_sigterm", True)

@@ -15,7 +15,7 @@ __all__ = ["Sink"]
 
 @runtime_checkable
 class Sink(Protocol):
-    """Something that receives rendered, redacted records.
+    r"""Something that receives rendered, redacted records.
 
     ``event`` is the redacted field dict (``timestamp``, ``level``, ``message``, the
     standard fields, extras); ``line`` is the same record rendered as one strict
@@ -27,7 +27,9 @@ class Sink(Protocol):
 
     name: str
 
-    def handle_event(self, event: Mapping[str, Any], line: bytes, record: logging.LogRecord) -> None:
+    def handle_event(
+        self, event: Mapping[str, Any], line: bytes, record: logging.LogRecord
+    ) -> None:
         """Take one record; never raises, never blocks on the network."""
 
     def flush(self, timeout_s: float | None = None) -> bool:

@@ -13,6 +13,6 @@ JSON::
 
 from __future__ import annotations
 
-from ._capture import CapturedRecords, capture_logs
+from ._capture import CapturedRecords, capture_logs, read_jsonl
 
-__all__ = ["CapturedRecords", "capture_logs"]
+__all__ = ["CapturedRecords", "capture_logs", "read_jsonl"]

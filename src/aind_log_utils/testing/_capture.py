@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,8 +12,9 @@ from typing import Any
 import orjson
 
 from .._render import Renderer
+from .._setup import _parse_level
 
-__all__ = ["CapturedRecords", "capture_logs"]
+__all__ = ["CapturedRecords", "capture_logs", "read_jsonl"]
 
 
 class CapturedRecords(list[dict[str, Any]]):
@@ -54,7 +56,9 @@ class _CaptureHandler(logging.Handler):
 
 
 @contextmanager
-def capture_logs(logger: str | logging.Logger | None = None, level: int | str = logging.DEBUG) -> Iterator[CapturedRecords]:
+def capture_logs(
+    logger: str | logging.Logger | None = None, level: int | str = logging.DEBUG
+) -> Iterator[CapturedRecords]:
     """Collect the records logged inside the block, as the sinks would render them.
 
     The active session's static fields are included when a session is set up.
@@ -73,7 +77,7 @@ def capture_logs(logger: str | logging.Logger | None = None, level: int | str = 
     session = active_session()
     renderer = session.handler.renderer if session is not None else Renderer()
     records = CapturedRecords()
-    levelno = logging._checkLevel(level) if isinstance(level, str) else level  # noqa: SLF001
+    levelno = _parse_level(level)
     handler = _CaptureHandler(renderer, records, levelno)
     previous_level = target.level
     target.addHandler(handler)
@@ -84,3 +88,19 @@ def capture_logs(logger: str | logging.Logger | None = None, level: int | str = 
     finally:
         target.removeHandler(handler)
         target.setLevel(previous_level)
+
+
+def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Parse every line of a JSONL log file (strict JSON; blank lines skipped).
+
+    Args:
+        path: the file.
+
+    Returns:
+        One dict per line, in order.
+
+    Raises:
+        orjson.JSONDecodeError: a line is not valid JSON.
+    """
+    with open(path, "rb") as handle:
+        return [orjson.loads(line) for line in handle.read().splitlines() if line.strip()]

@@ -1,0 +1,69 @@
+"""Property: any extras give exactly one strict-JSON line, and no secret ever leaks."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydantic import SecretStr
+
+from aind_log_utils import _redact
+from aind_log_utils._render import RECORD_ATTRS, Renderer
+
+SECRET = "Zq9-registered-secret-Xv7"
+HIDDEN = "Pw4-secretstr-value-Kd2"
+
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(),
+    st.binary(max_size=64),
+    st.just(SECRET),
+    st.builds(lambda s: f"pre {SECRET} post", st.text(max_size=5)),
+    st.just(SecretStr(HIDDEN)),
+)
+values = st.recursive(
+    scalars,
+    lambda children: st.one_of(
+        st.lists(children, max_size=5),
+        st.tuples(children, children),
+        st.dictionaries(st.text(max_size=12), children, max_size=5),
+    ),
+    max_leaves=20,
+)
+keys = st.one_of(st.text(min_size=1, max_size=20), st.just(SECRET), st.just(f"k{SECRET}")).filter(
+    lambda k: k not in RECORD_ATTRS
+)
+
+
+def _strict(line: str) -> Any:
+    def refuse(token: str) -> None:
+        raise ValueError(token)
+
+    return json.loads(line, parse_constant=refuse)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(extras=st.dictionaries(keys, values, max_size=8), message=st.text())
+def test_any_extras_give_one_strict_json_line_without_secrets(
+    extras: dict[str, Any], message: str
+) -> None:
+    _redact.register_secret(SECRET)
+    record = logging.LogRecord(
+        "prop", logging.INFO, __file__, 1, message + " " + SECRET, None, None
+    )
+    record.__dict__.update(extras)
+    record.__dict__["pw_holder"] = {"password": HIDDEN}
+    _, line = Renderer({"subject_id": "123456"}).render(record)
+    assert line.endswith(b"\n") and line.count(b"\n") == 1
+    text = line.decode("utf-8")  # valid UTF-8
+    parsed = _strict(text)
+    assert isinstance(parsed, dict)
+    assert parsed["level"] == "INFO" and "timestamp" in parsed
+    assert SECRET not in text and HIDDEN not in text
+    assert SECRET not in json.dumps(parsed) and HIDDEN not in json.dumps(parsed)

@@ -1,0 +1,175 @@
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import decimal
+import enum
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import BaseModel, SecretBytes, SecretStr
+from pydantic.v1 import BaseModel as BaseModelV1
+from pydantic.v1 import SecretStr as SecretStrV1
+
+from aind_log_utils import redact, register_secret
+from aind_log_utils._redact import MASK, MAX_ITEMS, MAX_STR_CHARS, is_secret_key, redact_text
+
+
+class User(BaseModel):
+    id: str
+    email: str
+    password: SecretStr
+    inner_most_thoughts: SecretStr
+
+
+class UserV1(BaseModelV1):
+    id: str
+    password: SecretStrV1
+
+
+@dataclasses.dataclass
+class Creds:
+    user: str
+    key: SecretStr
+
+
+def test_secretstr_and_secretbytes_are_masked() -> None:
+    assert redact(SecretStr("hunter2")) == MASK
+    assert redact(SecretBytes(b"hunter2")) == MASK
+    assert redact(SecretStrV1("hunter2")) == MASK
+
+
+def test_secrets_inside_pydantic_models_v1_and_v2_and_dataclasses() -> None:
+    user = User(
+        id="1", email="a@b.c", password=SecretStr("pw-1"), inner_most_thoughts=SecretStr("x")
+    )
+    assert redact(user) == {
+        "id": "1",
+        "email": "a@b.c",
+        "password": MASK,
+        "inner_most_thoughts": MASK,
+    }
+    assert redact(UserV1(id="2", password=SecretStrV1("pw-2"))) == {"id": "2", "password": MASK}
+    assert redact(Creds("bob", SecretStr("k"))) == {"user": "bob", "key": MASK}
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "password",
+        "PASSWORD",
+        "db_password",
+        "token",
+        "api_key",
+        "API-KEY",
+        "Authorization",
+        "cookie",
+        "secret",
+        "client_secret",
+        "credentials",
+        "aws_secret_access_key",
+        "private_key",
+    ],
+)
+def test_secret_looking_keys_any_case(key: str) -> None:
+    assert is_secret_key(key)
+    assert redact({key: "value"}) == {key: MASK}
+
+
+@pytest.mark.parametrize("key", ["subject_id", "camera", "message", "tokens", "author", "status"])
+def test_ordinary_keys_are_kept(key: str) -> None:
+    assert not is_secret_key(key)
+    assert redact({key: "value"}) == {key: "value"}
+
+
+def test_secret_keys_at_any_depth() -> None:
+    data = {"a": [{"b": {"Api_Key": "k", "ok": 1}}], "c": ({"password": "p"},)}
+    assert redact(data) == {"a": [{"b": {"Api_Key": MASK, "ok": 1}}], "c": [{"password": MASK}]}
+
+
+def test_registered_secret_values_anywhere() -> None:
+    register_secret("s3cr3t-value")
+    assert redact_text("connect with s3cr3t-value now") == f"connect with {MASK} now"
+    assert redact({"note": ["x s3cr3t-value y"]}) == {"note": [f"x {MASK} y"]}
+    register_secret(SecretStr("another-one"))
+    assert MASK in redact_text("another-one")
+
+
+def test_register_secret_refuses_short_and_wrong_types() -> None:
+    with pytest.raises(ValueError, match="secrets"):
+        register_secret("abc")
+    with pytest.raises(TypeError, match="secrets"):
+        register_secret(12345)
+
+
+@pytest.mark.parametrize(
+    ("text", "leak"),
+    [
+        ("postgres://alice:pa55w0rd@db:5432/x", "pa55w0rd"),
+        ("Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.abc.def", "eyJhbGciOiJIUzI1NiJ9"),
+        ("key AKIAIOSFODNN7EXAMPLE used", "AKIAIOSFODNN7EXAMPLE"),
+        ("aws_secret_access_key=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "wJalrXUtnFEMI"),
+        ("password=topsecret123", "topsecret123"),
+    ],
+)
+def test_common_patterns(text: str, leak: str) -> None:
+    out = redact_text(text)
+    assert leak not in out
+    assert MASK in out
+
+
+def test_cycles_depth_and_size_are_bounded() -> None:
+    cyclic: dict[str, Any] = {"a": 1}
+    cyclic["self"] = cyclic
+    assert redact(cyclic) == {"a": 1, "self": "<cycle>"}
+    deep: Any = "leaf"
+    for _ in range(50):
+        deep = [deep]
+    out = redact(deep)
+    depth = 0
+    while isinstance(out, list):
+        out = out[0]
+        depth += 1
+    assert out == "<max depth reached>"
+    assert depth < 20
+    huge = list(range(10_000))
+    out_list = redact(huge)
+    assert len(out_list) == MAX_ITEMS + 1
+    assert "more items" in out_list[-1]
+    long = "x" * (MAX_STR_CHARS + 10)
+    assert redact(long).endswith("[truncated 10 chars]")
+
+
+def test_objects_whose_repr_raises() -> None:
+    class Bad:
+        def __repr__(self) -> str:
+            raise RuntimeError("no")
+
+    assert "unrepresentable" in redact(Bad())
+    assert "unrepresentable" in str(redact({"v": Bad()})["v"])
+
+
+def test_known_types_kept_or_rendered() -> None:
+    class Colour(enum.Enum):
+        RED = "red"
+
+    when = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    uid = uuid.uuid4()
+    assert redact(when) is when
+    assert redact(uid) is uid
+    assert redact(Colour.RED) == "red"
+    assert redact(decimal.Decimal("1.5")) == "1.5"
+    assert redact(Path("/a/b")) == "/a/b"
+    assert redact(b"bytes") == "bytes"
+    assert redact({3, 1, 2}) == [1, 2, 3]
+    assert redact(float("nan")) == "nan"
+
+
+def test_numpy_values() -> None:
+    np = pytest.importorskip("numpy")
+    assert redact(np.float32(1.5)) == 1.5
+    assert redact(np.int64(7)) == 7
+    assert redact(np.arange(3)) == [0, 1, 2]
+    assert "shape=(1000,)" in redact(np.zeros(1000))
