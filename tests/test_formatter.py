@@ -230,3 +230,27 @@ def test_unknown_static_fields_are_left_out() -> None:
     event, _ = Renderer({"subject_id": None, "rig_id": "r1"}).render(make_record())
     assert "subject_id" not in event and event["rig_id"] == "r1"
     assert "undefined" not in json.dumps(event)
+
+
+def test_custom_record_factory_fields_are_kept_whatever_their_order() -> None:
+    previous = logging.getLogRecordFactory()
+
+    class EarlyRecord(logging.LogRecord):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            self.early_field = "set-before-init"
+            super().__init__(*args, **kwargs)
+            self.late_field = "set-after-init"
+
+    logging.setLogRecordFactory(EarlyRecord)
+    try:
+        record = logging.getLogger("f").makeRecord(
+            "f", logging.INFO, __file__, 1, "m", None, None, extra={"x": 1}
+        )
+    finally:
+        logging.setLogRecordFactory(previous)
+    out = strict_loads(JsonFormatter().format(record))
+    assert (
+        out["early_field"] == "set-before-init"
+        and out["late_field"] == "set-after-init"
+        and out["x"] == 1
+    )

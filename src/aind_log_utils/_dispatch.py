@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -37,19 +36,19 @@ class DispatchHandler(logging.Handler):
         self.counts: dict[str, int] = {}
         self.first_error: str | None = None
         self.render_errors = 0
-        self._count_lock = threading.RLock()  # re-entrant: a signal handler may log
         self.set_name("aind_log_utils")
 
     def emit(self, record: logging.LogRecord) -> None:
         """Render ``record`` once and pass it to each sink; never raises."""
         try:
             event, line = self.renderer.render(record)
+            # Handler.handle holds self.lock (an RLock) around emit: counts stay exact.
             level = record.levelname
-            with self._count_lock:
-                self.counts[level] = self.counts.get(level, 0) + 1
-                if self.first_error is None and record.levelno >= logging.ERROR:
-                    self.first_error = str(event.get("message", ""))
+            counts = self.counts
+            counts[level] = counts.get(level, 0) + 1
             levelno = record.levelno
+            if levelno >= logging.ERROR and self.first_error is None:
+                self.first_error = str(event.get("message", ""))
             for sink, threshold in zip(self.sinks, self._sink_levels, strict=True):
                 if levelno >= threshold:
                     sink.handle_event(event, line, record)
@@ -59,7 +58,7 @@ class DispatchHandler(logging.Handler):
 
     def counts_snapshot(self) -> dict[str, int]:
         """Records seen so far, per level name."""
-        with self._count_lock:
+        with self.lock:  # type: ignore[union-attr]
             return dict(self.counts)
 
     def flush(self, timeout_s: float | None = None) -> bool:  # type: ignore[override]

@@ -60,37 +60,81 @@ _NOT_SECRET_KEYS = frozenset(
     {"token_count", "tokens", "num_tokens", "author", "authors", "auth_method", "passed"}
 )
 
-_PATTERNS: list[tuple[re.Pattern[str], str]] = [
-    # URL userinfo: scheme://user:password@host -> scheme://user:***@host
-    (
-        re.compile(r"(?P<pre>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s:/@]+:)[^\s/@]+(?=@)"),
-        r"\g<pre>" + MASK,
-    ),
-    # Authorization values: Bearer/Basic/Token <credential>
-    (
-        re.compile(r"(?P<pre>\b(?:[Bb]earer|[Bb]asic|[Tt]oken)\s+)[A-Za-z0-9\-._~+/]{8,}=*"),
-        r"\g<pre>" + MASK,
-    ),
-    # AWS access key ids
-    (re.compile(r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[A-Z0-9]{16}\b"), MASK),
-    # key=value pairs whose key looks secret: aws_secret_access_key=..., password: ...
-    (
-        re.compile(
-            r"(?P<pre>(?i:\b[\w-]*(?:secret|password|passwd|pwd|token|api[-_]?key)[\w-]*"
-            r"\s*[:=]\s*['\"]?))[^\s'\",;&]{4,}"
-        ),
-        r"\g<pre>" + MASK,
-    ),
-]
-# Cheap pre-check so clean strings skip the pattern substitutions.
-_HINT_RE = re.compile(
-    r"://[^\s/@]*@|[Bb]earer|[Bb]asic |[Tt]oken |AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA|"
-    r"(?i:(?:secret|password|passwd|pwd|token|api[-_]?key)[\w-]*\s*[:=])"
-)
+# Each pattern runs only when a cheap substring pre-check says it could match, so
+# ordinary strings cost a handful of `in` tests, not a regex scan.
+_USERINFO_RE = re.compile(r"(?P<pre>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s:/@]+:)[^\s/@]+(?=@)")
+_AUTH_RE = re.compile(r"(?P<pre>\b(?:[Bb]earer|[Bb]asic|[Tt]oken)\s+)[A-Za-z0-9\-._~+/]{8,}=*")
+# No leading \b: a literal first character lets the regex engine skip ahead fast.
+_AWS_KEY_RE = re.compile(r"A(?:KIA|SIA|GPA|IDA|ROA|NPA|NVA|IPA)[A-Z0-9]{16}(?![A-Z0-9])")
+_QUOTES_SPACE = " \t'\""
+_VALUE_END = frozenset(" \t\r\n'\",;&")
+
+
+def _next_separator(text: str, start: int) -> int:
+    colon = text.find(":", start)
+    equals = text.find("=", start)
+    if colon == -1:
+        return equals
+    if equals == -1:
+        return colon
+    return min(colon, equals)
+
+
+def _scrub_key_values(text: str) -> str:
+    """Mask the value of every ``key=value`` / ``key: value`` whose key looks secret.
+
+    Plain string scanning from each separator: a regex here costs a scan of
+    the whole string per separator, this costs the length of the key.
+    """
+    parts: list[str] = []
+    done = 0
+    size = len(text)
+    pos = _next_separator(text, 0)
+    while pos != -1:
+        end_key = pos
+        while end_key > done and text[end_key - 1] in _QUOTES_SPACE:
+            end_key -= 1
+        # The key is the word before the separator (after the last space or comma).
+        start_key = (
+            max(text.rfind(" ", done, end_key), text.rfind(",", done, end_key), done - 1) + 1
+        )
+        start_key = max(start_key, end_key - 64)
+        if start_key < end_key and is_secret_key(text[start_key:end_key]):
+            start_value = pos + 1
+            while start_value < size and text[start_value] in _QUOTES_SPACE:
+                start_value += 1
+            end_value = start_value
+            while end_value < size and text[end_value] not in _VALUE_END:
+                end_value += 1
+            if end_value - start_value >= 4:
+                parts.append(text[done:start_value])
+                parts.append(MASK)
+                done = end_value
+        pos = _next_separator(text, max(pos + 1, done))
+    if not parts:
+        return text
+    parts.append(text[done:])
+    return "".join(parts)
+
+
+def _scrub_patterns(text: str) -> str:
+    if "@" in text and "://" in text:
+        text = _USERINFO_RE.sub(r"\g<pre>" + MASK, text)
+    if "earer" in text or "asic " in text or "oken " in text:
+        text = _AUTH_RE.sub(r"\g<pre>" + MASK, text)
+    if "A" in text:
+        text = _AWS_KEY_RE.sub(MASK, text)
+    if "=" in text or ":" in text:
+        text = _scrub_key_values(text)
+    return text
+
 
 _secrets_lock = threading.Lock()
 _secret_values: set[str] = set()
 _secret_re: re.Pattern[str] | None = None
+_secret_tuple: tuple[str, ...] = ()
+#: Bumped whenever the registered secrets change, so caches of redacted text expire.
+generation = 0
 
 _key_cache: dict[str, bool] = {}
 _clean_key_cache: dict[str, tuple[str, bool]] = {}
@@ -112,7 +156,7 @@ def register_secret(*values: object) -> None:
         ValueError: a value is shorter than 4 characters.
         TypeError: a value is not a string, bytes or secret type.
     """
-    global _secret_re
+    global _secret_re, _secret_tuple, generation
     new: list[str] = []
     for value in values:
         if value is None:
@@ -135,16 +179,20 @@ def register_secret(*values: object) -> None:
         _secret_values.update(new)
         ordered = sorted(_secret_values, key=len, reverse=True)
         _secret_re = re.compile("|".join(re.escape(s) for s in ordered))
+        _secret_tuple = tuple(ordered)
         _clean_key_cache.clear()
+        generation += 1
 
 
 def clear_secrets() -> None:
     """Forget every registered secret value (for tests and re-configuration)."""
-    global _secret_re
+    global _secret_re, _secret_tuple, generation
     with _secrets_lock:
         _secret_values.clear()
         _secret_re = None
+        _secret_tuple = ()
         _clean_key_cache.clear()
+        generation += 1
 
 
 def is_secret_key(key: str) -> bool:
@@ -194,13 +242,13 @@ def redact_text(text: str) -> str:
     """
     if len(text) > MAX_STR_CHARS:
         text = _truncate(text)
-    secret_re = _secret_re
-    if secret_re is not None:
-        text = secret_re.sub(MASK, text)
-    if _HINT_RE.search(text) is not None:
-        for pattern, replacement in _PATTERNS:
-            text = pattern.sub(replacement, text)
-    return text
+    secrets = _secret_tuple
+    if secrets:
+        for secret in secrets:
+            if secret in text:
+                text = _secret_re.sub(MASK, text)  # type: ignore[union-attr]
+                break
+    return _scrub_patterns(text)
 
 
 def _truncate(text: str) -> str:

@@ -17,6 +17,7 @@ valid line saying so.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import time
@@ -94,6 +95,50 @@ def _fix_surrogates(value: Any) -> Any:
     if isinstance(value, list):
         return [_fix_surrogates(v) for v in value]
     return value
+
+
+_CACHE_MAX = 4096
+_text_of: dict[Any, str] = {}
+
+
+def _as_text(value: Any) -> str:
+    """``str()`` of a process or thread id, cached (ids repeat on every record)."""
+    text = _text_of.get(value)
+    if text is None:
+        text = str(value)
+        if len(_text_of) >= _CACHE_MAX:
+            _text_of.clear()
+        _text_of[value] = text
+    return text
+
+
+def _base_layout() -> tuple[int, str]:
+    keys = list(logging.LogRecord("x", logging.INFO, __file__, 1, "m", None, None).__dict__)
+    return len(keys), keys[-1]
+
+
+#: How many attributes LogRecord.__init__ sets, and the last one's name.
+_BASE_COUNT, _BASE_LAST = _base_layout()
+_key_cache: dict[Any, tuple[str, bool]] = {}
+_text_cache: dict[str, str] = {}
+_cache_generation = -1
+
+
+def _caches() -> tuple[dict[Any, tuple[str, bool]], dict[str, str]]:
+    """The key and text caches, emptied whenever the registered secrets change."""
+    global _cache_generation
+    if _cache_generation != _redact.generation:
+        _key_cache.clear()
+        _text_cache.clear()
+        _cache_generation = _redact.generation
+    return _key_cache, _text_cache
+
+
+def _out_key(key: Any) -> tuple[str, bool]:
+    name, secret = check_key(key if type(key) is str else _redact._safe_str(key))
+    if name in PROTECTED:
+        name = f"extra_{name}"
+    return name, secret
 
 
 def _safe_value(key: str, value: Any) -> Any:
@@ -198,9 +243,9 @@ class Renderer:
             "message": redact_text(message),
             "logger": record.name,
             "lineno": record.lineno,
-            "process": str(record.process),
+            "process": _as_text(record.process),
             "processName": record.processName,
-            "thread": str(record.thread),
+            "thread": _as_text(record.thread),
             "threadName": record.threadName,
         }
         for attr in self._include:
@@ -212,10 +257,16 @@ class Renderer:
             self._merge(event, context.items())
         if fields_from_msg:
             self._merge(event, fields_from_msg.items())
-        skip = self._skip
-        extras = [(k, v) for k, v in record.__dict__.items() if k not in skip]
-        if extras:
-            self._merge(event, extras)
+        attrs = record.__dict__
+        if len(attrs) > _BASE_COUNT:
+            # Extras are set after LogRecord.__init__, so they sit at the end of
+            # __dict__; skip the standard attributes without testing each one,
+            # unless a custom record factory changed the order.
+            items: Iterable[tuple[str, Any]] = attrs.items()
+            tail = itertools.islice(items, _BASE_COUNT - 1, None)
+            if next(tail)[0] == _BASE_LAST:
+                items = tail
+            self._merge(event, items, self._skip)
         if record.exc_info:
             exc_type = record.exc_info[0]
             if exc_type is not None:
@@ -230,14 +281,39 @@ class Renderer:
         return event
 
     @staticmethod
-    def _merge(event: dict[str, Any], items: Iterable[tuple[Any, Any]]) -> None:
+    def _merge(
+        event: dict[str, Any], items: Iterable[tuple[Any, Any]], skip: frozenset[str] = frozenset()
+    ) -> None:
+        """Add redacted fields to ``event``: the hot loop of every record."""
+        keys, texts = _caches()
         for key, value in items:
-            if type(key) is not str:
-                key = _redact._safe_str(key)
-            key, secret = check_key(key)
-            if key in PROTECTED:
-                key = f"extra_{key}"
-            event[key] = MASK if secret else _safe_value(key, value)
+            if key in skip:
+                continue
+            out = keys.get(key)
+            if out is None:
+                out = _out_key(key)
+                if len(keys) < _CACHE_MAX:
+                    keys[key] = out
+            name, secret = out
+            if secret:
+                event[name] = MASK
+                continue
+            cls = type(value)
+            if cls is str:
+                clean = texts.get(value)
+                if clean is None:
+                    clean = redact_text(value)
+                    if len(value) <= 256:
+                        if len(texts) >= _CACHE_MAX:
+                            texts.clear()
+                        texts[value] = clean
+                event[name] = clean
+            elif cls is int or cls is bool or value is None:
+                event[name] = value
+            elif cls is float:
+                event[name] = value if math.isfinite(value) else repr(value)
+            else:
+                event[name] = redact(value)
 
     def serialize(self, event: Mapping[str, Any]) -> bytes:
         """Serialise an event to one strict-JSON line (step 3); never raises."""

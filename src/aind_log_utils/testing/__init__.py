@@ -9,10 +9,22 @@ JSON::
     with capture_logs() as records:
         my_capsule.run()
     assert records[-1]["message"] == "done"
+
+``LokiReceiver`` is a protocol-faithful Grafana Loki push receiver on loopback, for
+testing what a program sends to Loki (and how it copes with 429s and outages).
 """
 
 from __future__ import annotations
 
 from ._capture import CapturedRecords, capture_logs, read_jsonl
+from ._loki_receiver import LokiEntry, LokiReceiver, PushRecord, ReceiverMode
 
-__all__ = ["CapturedRecords", "capture_logs", "read_jsonl"]
+__all__ = [
+    "CapturedRecords",
+    "LokiEntry",
+    "LokiReceiver",
+    "PushRecord",
+    "ReceiverMode",
+    "capture_logs",
+    "read_jsonl",
+]
