@@ -244,7 +244,7 @@ def test_custom_record_factory_fields_are_kept_whatever_their_order() -> None:
     logging.setLogRecordFactory(EarlyRecord)
     try:
         record = logging.getLogger("f").makeRecord(
-            "f", logging.INFO, __file__, 1, "m", None, None, extra={"x": 1}
+            "f", logging.INFO, __file__, 1, "m", (), None, extra={"x": 1}
         )
     finally:
         logging.setLogRecordFactory(previous)
