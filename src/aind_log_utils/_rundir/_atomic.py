@@ -94,7 +94,7 @@ def dump_json(data: Any) -> bytes:
     """Serialise like notata does (indent 2, sorted keys), ending in a newline.
 
     numpy values, paths, dates, enums and sets are converted to plain JSON
-    first (:func:`to_plain`), so they need no special handling by the caller.
+    first (:func:`to_plain`); any other object is refused, as ``json`` does.
 
     Args:
         data: a JSON-serialisable value.
@@ -106,7 +106,7 @@ def dump_json(data: Any) -> bytes:
         TypeError: ``data`` holds a value JSON cannot represent.
         ValueError: ``data`` holds a circular reference.
     """
-    text = json.dumps(to_plain(data, for_yaml=False), indent=2, sort_keys=True, allow_nan=True)
+    text = json.dumps(to_plain(data, for_yaml=False, strict=True), indent=2, sort_keys=True, allow_nan=True)
     return (text + "\n").encode("utf-8")
 
 

@@ -37,19 +37,22 @@ def _key(key: object) -> Any:
     return plain if isinstance(plain, (str, int, float, bool)) else str(plain)
 
 
-def to_plain(value: Any, *, for_yaml: bool = True, _depth: int = 0) -> Any:
+def to_plain(value: Any, *, for_yaml: bool = True, strict: bool = False, _depth: int = 0) -> Any:
     """Return ``value`` as plain dicts, lists, strings, numbers, booleans and None.
 
     Args:
         value: anything.
         for_yaml: keep ``datetime``/``date`` and ``bytes`` (safe YAML has tags
             for them); when False they become ISO strings and text for JSON.
+        strict: refuse objects with no plain form instead of writing their ``str``.
 
     Returns:
-        The converted value; objects with no plain form become their ``str``.
+        The converted value; objects with no plain form become their ``str``
+        (unless ``strict``).
 
     Raises:
         ValueError: the value nests deeper than 64 levels (a cycle).
+        TypeError: ``strict`` and an object has no plain form.
     """
     if _depth > _MAX_DEPTH:
         raise ValueError("value nests too deeply (a cycle?)")
@@ -61,11 +64,11 @@ def to_plain(value: Any, *, for_yaml: bool = True, _depth: int = 0) -> Any:
         return MASK
     depth = _depth + 1
     if isinstance(value, Mapping):
-        return {_key(k): to_plain(v, for_yaml=for_yaml, _depth=depth) for k, v in value.items()}
+        return {_key(k): to_plain(v, for_yaml=for_yaml, strict=strict, _depth=depth) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [to_plain(v, for_yaml=for_yaml, _depth=depth) for v in value]
+        return [to_plain(v, for_yaml=for_yaml, strict=strict, _depth=depth) for v in value]
     if isinstance(value, (set, frozenset)):
-        return [to_plain(v, for_yaml=for_yaml, _depth=depth) for v in sorted(value, key=repr)]
+        return [to_plain(v, for_yaml=for_yaml, strict=strict, _depth=depth) for v in sorted(value, key=repr)]
     if isinstance(value, (_dt.datetime, _dt.date)):
         return value if for_yaml else value.isoformat()
     if isinstance(value, _dt.time):
@@ -73,7 +76,7 @@ def to_plain(value: Any, *, for_yaml: bool = True, _depth: int = 0) -> Any:
     if isinstance(value, (bytes, bytearray)):
         return bytes(value) if for_yaml else bytes(value).decode("utf-8", "replace")
     if isinstance(value, enum.Enum):
-        return to_plain(value.value, for_yaml=for_yaml, _depth=depth)
+        return to_plain(value.value, for_yaml=for_yaml, strict=strict, _depth=depth)
     if isinstance(value, decimal.Decimal):
         number = float(value)
         return number if math.isfinite(number) and decimal.Decimal(repr(number)) == value else str(value)
@@ -81,13 +84,15 @@ def to_plain(value: Any, *, for_yaml: bool = True, _depth: int = 0) -> Any:
         return str(value)
     numpy_plain = _numpy(value)
     if numpy_plain is not _NOTHING:
-        return to_plain(numpy_plain, for_yaml=for_yaml, _depth=depth)
+        return to_plain(numpy_plain, for_yaml=for_yaml, strict=strict, _depth=depth)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         fields = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
-        return to_plain(fields, for_yaml=for_yaml, _depth=depth)
+        return to_plain(fields, for_yaml=for_yaml, strict=strict, _depth=depth)
     dump = getattr(value, "model_dump", None)
     if callable(dump) and not isinstance(value, type):
-        return to_plain(dump(), for_yaml=for_yaml, _depth=depth)
+        return to_plain(dump(), for_yaml=for_yaml, strict=strict, _depth=depth)
+    if strict:
+        raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
     return str(value)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
-__all__ = ["check_run_id", "resolve_inside"]
+__all__ = ["check_name", "check_run_id", "resolve_inside"]
 
 _SEPARATORS = ("/", "\\")
 
@@ -58,6 +58,25 @@ def _parts(relative: str | os.PathLike[str], what: str) -> list[str]:
     if ".." in parts:
         raise ValueError(f"{what}: must not contain '..', got {text!r}")
     return parts
+
+
+def check_name(name: str | os.PathLike[str], what: str = "name") -> str:
+    """Check a relative name (``"x"``, ``"sub/x"``) before it is joined onto a folder.
+
+    Args:
+        name: the name.
+        what: the name of the argument, for the error message.
+
+    Returns:
+        The name, unchanged.
+
+    Raises:
+        ValueError: the name is empty, absolute, names a drive, contains ``..``
+            or a NUL byte (the message names ``what``).
+        TypeError: the name is not a string path.
+    """
+    _parts(name, what)
+    return os.fspath(name)
 
 
 def resolve_inside(root: Path, relative: str | os.PathLike[str], *, what: str = "name") -> Path:

@@ -20,7 +20,7 @@ import orjson
 
 from ._atomic import read_json
 from ._metrics import ARTIFACTS_FILE, HYPERPARAMS_FILE, METRICS_FILE
-from ._paths import resolve_inside
+from ._paths import check_name, resolve_inside
 
 __all__ = ["CRASHED", "RUNNING", "RunReader", "effective_status", "list_runs"]
 
@@ -242,7 +242,7 @@ class RunReader:
             FileNotFoundError: no such artifact.
             ValueError: the name leads outside the run directory.
         """
-        path = resolve_inside(self.path, f"artifacts/{name.removesuffix('.json')}.json")
+        path = resolve_inside(self.path, f"artifacts/{check_name(name).removesuffix('.json')}.json")
         # stdlib json, not orjson: notata's json.dump may write NaN/Infinity.
         return json.loads(path.read_text(encoding="utf-8"))
 
@@ -259,7 +259,7 @@ class RunReader:
             FileNotFoundError: no such artifact.
             ValueError: the name leads outside the run directory.
         """
-        path = resolve_inside(self.path, f"artifacts/{name.removesuffix('.txt')}.txt")
+        path = resolve_inside(self.path, f"artifacts/{check_name(name).removesuffix('.txt')}.txt")
         return path.read_text(encoding="utf-8")
 
     def load_array(self, name: str) -> Any:
@@ -282,14 +282,14 @@ class RunReader:
         numpy = require_numpy()
         if ":" in name:
             bundle, key = name.split(":", 1)
-            path = resolve_inside(self.path, f"data/{bundle}.npz")
+            path = resolve_inside(self.path, f"data/{check_name(bundle)}.npz")
             if not path.is_file():
                 raise FileNotFoundError(f"No such bundle: {bundle}.npz")
             with numpy.load(path, allow_pickle=False) as archive:
                 if key not in archive.files:
                     raise KeyError(f"No key {key!r} in bundle {bundle + '.npz'!r}")
                 return archive[key]
-        path = resolve_inside(self.path, f"data/{name}.npy")
+        path = resolve_inside(self.path, f"data/{check_name(name)}.npy")
         if not path.is_file():
             raise FileNotFoundError(f"No such array: {name}.npy")
         return numpy.load(path, allow_pickle=False)

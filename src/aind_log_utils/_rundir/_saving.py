@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ._atomic import atomic_write, atomic_write_bytes, dump_json
-from ._paths import resolve_inside
+from ._paths import check_name, resolve_inside
 
 __all__ = ["SaveMixin", "require_matplotlib", "require_numpy"]
 
@@ -82,8 +82,8 @@ class SaveMixin:
 
     def _target(self, folder: str, name: str, suffix: str, category: str | None = None) -> Path:
         self._ensure_open()
-        base = folder if category is None else category
-        relative = f"{base}/{_stem(name, suffix)}{suffix}"
+        base = folder if category is None else check_name(category, "category")
+        relative = f"{base}/{check_name(_stem(name, suffix))}{suffix}"
         return resolve_inside(self.path, relative, what="category" if category else "name")
 
     def _relative(self, path: Path) -> str:

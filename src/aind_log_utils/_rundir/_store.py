@@ -23,7 +23,7 @@ from filelock import FileLock
 from ._atomic import atomic_write, atomic_write_bytes, dump_json
 from ._handler import RunLogHandler
 from ._metrics import MetricsLog, add_artifact_pointer, merge_hyperparams
-from ._paths import resolve_inside
+from ._paths import check_name, resolve_inside
 from ._saving import require_matplotlib
 
 __all__ = ["StoreMixin"]
@@ -46,7 +46,7 @@ def _level(level: int | str) -> int:
 def _check_name(name: object) -> str:
     if not isinstance(name, str) or not name.strip():
         raise ValueError(f"name: expected a non-empty string, got {name!r}")
-    return name
+    return check_name(name)
 
 
 class StoreMixin:
