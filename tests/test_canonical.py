@@ -80,12 +80,20 @@ def test_nested_scopes_each_write_their_own_line() -> None:
             assert current_canonical() is outer
         assert current_canonical() is None
     lines = canonical_lines(records)
-    assert [(r["message"], r["level_of"]) for r in lines] == [("inner", "inner"), ("outer", "outer")]
+    assert [(r["message"], r["level_of"]) for r in lines] == [
+        ("inner", "inner"),
+        ("outer", "outer"),
+    ]
 
 
 def test_inner_failure_caught_leaves_outer_successful() -> None:
     # pytest.raises sits inside "outer": the inner failure is caught there
-    with capture_logs() as records, canonical("outer"), pytest.raises(ValueError), canonical("inner"):
+    with (
+        capture_logs() as records,
+        canonical("outer"),
+        pytest.raises(ValueError),
+        canonical("inner"),
+    ):
         raise ValueError("bad input")
     statuses = {r["message"]: r["status"] for r in canonical_lines(records)}
     assert statuses == {"inner": "fail", "outer": "success"}
@@ -107,7 +115,11 @@ def test_decorator_gives_one_line_per_call() -> None:
         with pytest.raises(ValueError):
             process(-1)
     lines = canonical_lines(records)
-    assert [(r["item"], r["status"]) for r in lines] == [(1, "success"), (2, "success"), (-1, "fail")]
+    assert [(r["item"], r["status"]) for r in lines] == [
+        (1, "success"),
+        (2, "success"),
+        (-1, "fail"),
+    ]
     assert all(r["stage"] == "processing" for r in lines)
     assert process.__name__ == "process"
 
@@ -161,7 +173,10 @@ def test_system_exit_zero_is_success_but_keyboard_interrupt_is_failure() -> None
 
 
 def test_custom_logger_and_level() -> None:
-    with capture_logs("my.app") as records, canonical("quiet", logger="my.app", level=logging.DEBUG):
+    with (
+        capture_logs("my.app") as records,
+        canonical("quiet", logger="my.app", level=logging.DEBUG),
+    ):
         pass
     assert [(r["logger"], r["level"]) for r in records] == [("my.app", "DEBUG")]
 

@@ -21,7 +21,9 @@ from aind_log_utils import RunDirectory, canonical, setup_logging
 from aind_log_utils._rundir import RunReader, effective_status, list_runs
 from aind_log_utils.testing import read_jsonl
 
-TEXT_LINE = re.compile(r"^\[\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\] (DEBUG|INFO|WARNING|ERROR|CRITICAL) .*$")
+TEXT_LINE = re.compile(
+    r"^\[\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\] (DEBUG|INFO|WARNING|ERROR|CRITICAL) .*$"
+)
 
 
 @pytest.fixture(autouse=True)
@@ -80,7 +82,13 @@ def test_notata_reader_reads_our_run(tmp_path: Path) -> None:
     reader = notata.LogReader(tmp_path / "log_ours")
     assert reader.meta["status"] == "complete"
     assert reader.params == {"omega": 2.0, "steps": 10}
-    assert reader.artifacts == ["metrics.json", "model.pkl", "notes.txt", "settings/config.json", "weights.raw"]
+    assert reader.artifacts == [
+        "metrics.json",
+        "model.pkl",
+        "notes.txt",
+        "settings/config.json",
+        "weights.raw",
+    ]
     assert reader.load_json("metrics") == {"drift": 1e-9}
     assert reader.load_array("energy").tolist() == [0.0, 1.0, 2.0, 3.0, 4.0]
     assert reader.load_array("trajectory:v").tolist() == [1.0, 1.0, 1.0]
@@ -109,13 +117,26 @@ def test_our_reader_reads_a_notata_run(tmp_path: Path) -> None:
 
 
 def test_params_yaml_is_safe_yaml(tmp_path: Path) -> None:
-    params = {"omega": np.float64(2.0), "steps": np.int64(10), "flag": np.bool_(True),
-              "out": tmp_path / "x", "shape": (2, 3), "grid": np.arange(3)}
+    params = {
+        "omega": np.float64(2.0),
+        "steps": np.int64(10),
+        "flag": np.bool_(True),
+        "out": tmp_path / "x",
+        "shape": (2, 3),
+        "grid": np.arange(3),
+    }
     with RunDirectory("p", base_dir=tmp_path, params=params) as run:
         run.params(extra="added")
     loaded = yaml.safe_load((tmp_path / "log_p" / "params.yaml").read_text())
-    assert loaded == {"omega": 2.0, "steps": 10, "flag": True, "out": str(tmp_path / "x"),
-                      "shape": [2, 3], "grid": [0, 1, 2], "extra": "added"}
+    assert loaded == {
+        "omega": 2.0,
+        "steps": 10,
+        "flag": True,
+        "out": str(tmp_path / "x"),
+        "shape": [2, 3],
+        "grid": [0, 1, 2],
+        "extra": "added",
+    }
     assert notata.LogReader(tmp_path / "log_p").params == loaded
 
 
@@ -126,12 +147,22 @@ def test_failure_marks_failed_and_reraises(tmp_path: Path) -> None:
     path = tmp_path / "log_unstable"
     meta = json.loads((path / "metadata.json").read_text())
     assert meta["status"] == "failed"
-    assert meta["failure_reason"].startswith("Diverged") and "abcd1234efgh" not in meta["failure_reason"]
+    assert (
+        meta["failure_reason"].startswith("Diverged")
+        and "abcd1234efgh" not in meta["failure_reason"]
+    )
     last = read_jsonl(path / "log.jsonl")[-1]
-    assert last["level"] == "ERROR" and last["status"] == "fail" and last["event_type"] == "stage_failure"
+    assert (
+        last["level"] == "ERROR"
+        and last["status"] == "fail"
+        and last["event_type"] == "stage_failure"
+    )
     assert last["error_type"] == "RuntimeError" and last["first_error"] == "x is not finite"
     assert last["records"] == {"INFO": 1, "ERROR": 1}
-    assert any(line.startswith("[") and " ERROR Marked failed: Diverged" in line for line in text_lines(path))
+    assert any(
+        line.startswith("[") and " ERROR Marked failed: Diverged" in line
+        for line in text_lines(path)
+    )
     assert notata.LogReader(path).meta["status"] == "failed"
 
 
@@ -177,7 +208,9 @@ def test_root_level_lowered_to_info_and_restored(tmp_path: Path) -> None:
     assert seen == ["warning reaches both"]
 
 
-def test_with_session_records_carry_standard_fields_and_stop_line_gets_metrics(tmp_path: Path) -> None:
+def test_with_session_records_carry_standard_fields_and_stop_line_gets_metrics(
+    tmp_path: Path,
+) -> None:
     log_file = tmp_path / "session.jsonl"
     session = setup_logging("rig-prog", subject_id="123456", console=False, log_file=log_file)
     with RunDirectory("withsession", base_dir=tmp_path / "results") as run:
@@ -345,7 +378,9 @@ def test_existing_run_overwrite_and_resume(tmp_path: Path) -> None:
     assert sum("Run resumed" in line for line in text_lines(run.path)) == 1
     with RunDirectory("again", base_dir=tmp_path, overwrite=True):
         pass
-    assert RunDirectory.open(run.path).artifacts == [] and RunDirectory.open(run.path).metrics() == []
+    assert (
+        RunDirectory.open(run.path).artifacts == [] and RunDirectory.open(run.path).metrics() == []
+    )
 
 
 def test_resume_creates_a_missing_run(tmp_path: Path) -> None:
@@ -366,8 +401,14 @@ def test_log_metrics_rows_and_capture_metric(tmp_path: Path) -> None:
             run.log_metrics({"x": 1.0}, step=1.5)  # type: ignore[arg-type]
         with pytest.raises(ValueError, match="metrics"):
             run.log_metrics({}, step=1)
-        assert run.last_metrics == {"loss": 0.5, "acc": 1, "val/loss": 0.4, "lr": 1e-3,
-                                    "note": "ok", "nan": "nan"}
+        assert run.last_metrics == {
+            "loss": 0.5,
+            "acc": 1,
+            "val/loss": 0.4,
+            "lr": 1e-3,
+            "note": "ok",
+            "nan": "nan",
+        }
     rows = [json.loads(line) for line in (run.path / "metrics.jsonl").read_text().splitlines()]
     assert [set(row) for row in rows] == [{"ts", "step", "split", "metrics"}] * 5
     assert [(row["step"], row["split"], row["metrics"]) for row in rows] == [
@@ -400,7 +441,10 @@ def test_hyperparams_merge_and_artifact_pointers(tmp_path: Path) -> None:
     assert pointers["best"]["path"] == str(checkpoint) and pointers["best"]["kind"] == "checkpoint"
     assert (run.path / "artifacts" / "report.html").read_text() == "<html></html>"
     assert pointers["report"]["path"] == "artifacts/report.html"
-    assert pointers["matrix"]["kind"] == "data" and pointers["matrix"]["metadata"]["shape"] == [2, 2]
+    assert pointers["matrix"]["kind"] == "data" and pointers["matrix"]["metadata"]["shape"] == [
+        2,
+        2,
+    ]
     assert json.loads((run.path / "data" / "matrix.json").read_text()) == [[1.0, 0.0], [0.0, 1.0]]
     assert all({"name", "path", "kind", "ts"} <= set(p) for p in pointers.values())
     # the pointer file stays beside metadata.json, and only pointers are stored
@@ -425,7 +469,9 @@ def test_seed_text_save_names(tmp_path: Path) -> None:
     assert reader.artifacts == ["blob.bin", "final_stats.json", "notes.txt", "obj.pkl"]
 
 
-@pytest.mark.skipif(importlib.util.find_spec("matplotlib") is not None, reason="matplotlib is installed")
+@pytest.mark.skipif(
+    importlib.util.find_spec("matplotlib") is not None, reason="matplotlib is installed"
+)
 def test_plots_without_matplotlib_name_the_extra(tmp_path: Path) -> None:
     with RunDirectory("noplot", base_dir=tmp_path) as run:
         with pytest.raises(ImportError, match=r"aind-log-utils\[numpy\]"):
@@ -464,7 +510,11 @@ def test_list_runs_reads_ours_and_notatas(tmp_path: Path) -> None:
     runs = list_runs(tmp_path)
     assert sorted(r.run_id for r in runs) == ["a_ours", "b_theirs"]
     assert {r.summary()["status"] for r in runs} == {"complete"}
-    assert sorted(r.run_id for r in list_runs(tmp_path, recursive=True)) == ["a_ours", "b_theirs", "c_nested"]
+    assert sorted(r.run_id for r in list_runs(tmp_path, recursive=True)) == [
+        "a_ours",
+        "b_theirs",
+        "c_nested",
+    ]
     assert list_runs(tmp_path / "missing") == []
 
 
@@ -473,11 +523,21 @@ def test_effective_status_rules() -> None:
     assert effective_status({"status": "complete", "pid": 1}) == "complete"
     assert effective_status({}) == "unknown"
     assert effective_status({"status": "initialized"}) == "initialized"
-    assert effective_status({"status": "initialized", "pid": os.getpid(), "hostname": "other-host"}) == "initialized"
-    assert effective_status({"status": "initialized", "pid": os.getpid(), "hostname": host}) == "running"
+    assert (
+        effective_status({"status": "initialized", "pid": os.getpid(), "hostname": "other-host"})
+        == "initialized"
+    )
+    assert (
+        effective_status({"status": "initialized", "pid": os.getpid(), "hostname": host})
+        == "running"
+    )
     # the pid is alive but belongs to a process started at another time: reused
-    assert effective_status({"status": "initialized", "pid": os.getpid(), "hostname": host,
-                             "pid_create_time": 1.0}) == "crashed"
+    assert (
+        effective_status(
+            {"status": "initialized", "pid": os.getpid(), "hostname": host, "pid_create_time": 1.0}
+        )
+        == "crashed"
+    )
 
 
 def test_reader_refuses_non_runs_and_bad_names(tmp_path: Path) -> None:

@@ -38,7 +38,10 @@ def start(tmp_path: Path, name: str, body: str, *args: str) -> subprocess.Popen[
     script.write_text(textwrap.dedent(body))
     return subprocess.Popen(
         [sys.executable, str(script), *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
     )
 
 
@@ -79,7 +82,10 @@ def test_two_processes_share_one_run_and_lose_nothing(tmp_path: Path) -> None:
     with RunDirectory("shared", base_dir=tmp_path, params={"n": rows}):
         pass
     go = tmp_path / "go"
-    procs = [start(tmp_path, f"worker{i}", WORKER, str(tmp_path), str(i), str(rows), str(go)) for i in (1, 2)]
+    procs = [
+        start(tmp_path, f"worker{i}", WORKER, str(tmp_path), str(i), str(rows), str(go))
+        for i in (1, 2)
+    ]
     for proc in procs:
         assert proc.stdout is not None
         assert proc.stdout.readline().strip() == "ready"

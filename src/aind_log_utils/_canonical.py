@@ -144,7 +144,9 @@ class Canonical:
     # -- lifecycle ------------------------------------------------------------------
     def _begin(self) -> None:
         if self._t0 is not None:
-            raise RuntimeError(f"canonical {self.message!r} is already running; use a new canonical()")
+            raise RuntimeError(
+                f"canonical {self.message!r} is already running; use a new canonical()"
+            )
         self.fields = dict(self._initial)
         self.status = None
         self._t0 = time.monotonic()
@@ -175,8 +177,13 @@ class Canonical:
                 exc_info = (type(exc), exc, exc.__traceback__)
         self.status = extra["status"]
         try:
-            self.logger.log(logging.ERROR if failed else self.level, self.message,
-                            extra=_safe_extra(extra), exc_info=exc_info, stacklevel=3)
+            self.logger.log(
+                logging.ERROR if failed else self.level,
+                self.message,
+                extra=_safe_extra(extra),
+                exc_info=exc_info,
+                stacklevel=3,
+            )
         except Exception:  # a canonical line must never replace the caller's outcome
             pass
 
@@ -185,7 +192,10 @@ class Canonical:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: types.TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: types.TracebackType | None,
     ) -> None:
         self._end(exc)
 
@@ -194,13 +204,22 @@ class Canonical:
         return self
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: types.TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: types.TracebackType | None,
     ) -> None:
         self._end(exc)
 
     def _fresh(self) -> Canonical:
-        return Canonical(self.message, self._initial, logger=self.logger, level=self.level,
-                         start_line=self.start_line, exc_info=self.exc_info)
+        return Canonical(
+            self.message,
+            self._initial,
+            logger=self.logger,
+            level=self.level,
+            start_line=self.start_line,
+            exc_info=self.exc_info,
+        )
 
     def __call__(self, func: F) -> F:
         """Decorate ``func``: each call runs in its own scope and writes its own line.
@@ -274,4 +293,6 @@ def canonical(
     Raises:
         TypeError: ``message`` is not a string or ``logger`` is not a logger.
     """
-    return Canonical(message, fields, logger=logger, level=level, start_line=start_line, exc_info=exc_info)
+    return Canonical(
+        message, fields, logger=logger, level=level, start_line=start_line, exc_info=exc_info
+    )

@@ -10,4 +10,12 @@ from __future__ import annotations
 from ._directory import RUN_LOGGER, RunDirectory
 from ._reader import CRASHED, RUNNING, RunReader, effective_status, list_runs
 
-__all__ = ["CRASHED", "RUNNING", "RUN_LOGGER", "RunDirectory", "RunReader", "effective_status", "list_runs"]
+__all__ = [
+    "CRASHED",
+    "RUNNING",
+    "RUN_LOGGER",
+    "RunDirectory",
+    "RunReader",
+    "effective_status",
+    "list_runs",
+]

@@ -106,7 +106,9 @@ def dump_json(data: Any) -> bytes:
         TypeError: ``data`` holds a value JSON cannot represent.
         ValueError: ``data`` holds a circular reference.
     """
-    text = json.dumps(to_plain(data, for_yaml=False, strict=True), indent=2, sort_keys=True, allow_nan=True)
+    text = json.dumps(
+        to_plain(data, for_yaml=False, strict=True), indent=2, sort_keys=True, allow_nan=True
+    )
     return (text + "\n").encode("utf-8")
 
 
@@ -140,9 +142,7 @@ def run_lock(run_path: Path, timeout_s: float = 60.0) -> FileLock:
 
 
 @contextlib.contextmanager
-def locked_json_update(
-    path: Path, lock: FileLock, default: Any
-) -> Iterator[list[Any]]:
+def locked_json_update(path: Path, lock: FileLock, default: Any) -> Iterator[list[Any]]:
     """Read-modify-write a JSON file under ``lock``, written back atomically.
 
     Yields a one-item list holding the current value; replace or mutate

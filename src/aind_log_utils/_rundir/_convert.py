@@ -64,11 +64,17 @@ def to_plain(value: Any, *, for_yaml: bool = True, strict: bool = False, _depth:
         return MASK
     depth = _depth + 1
     if isinstance(value, Mapping):
-        return {_key(k): to_plain(v, for_yaml=for_yaml, strict=strict, _depth=depth) for k, v in value.items()}
+        return {
+            _key(k): to_plain(v, for_yaml=for_yaml, strict=strict, _depth=depth)
+            for k, v in value.items()
+        }
     if isinstance(value, (list, tuple)):
         return [to_plain(v, for_yaml=for_yaml, strict=strict, _depth=depth) for v in value]
     if isinstance(value, (set, frozenset)):
-        return [to_plain(v, for_yaml=for_yaml, strict=strict, _depth=depth) for v in sorted(value, key=repr)]
+        return [
+            to_plain(v, for_yaml=for_yaml, strict=strict, _depth=depth)
+            for v in sorted(value, key=repr)
+        ]
     if isinstance(value, (_dt.datetime, _dt.date)):
         return value if for_yaml else value.isoformat()
     if isinstance(value, _dt.time):
@@ -79,7 +85,11 @@ def to_plain(value: Any, *, for_yaml: bool = True, strict: bool = False, _depth:
         return to_plain(value.value, for_yaml=for_yaml, strict=strict, _depth=depth)
     if isinstance(value, decimal.Decimal):
         number = float(value)
-        return number if math.isfinite(number) and decimal.Decimal(repr(number)) == value else str(value)
+        return (
+            number
+            if math.isfinite(number) and decimal.Decimal(repr(number)) == value
+            else str(value)
+        )
     if isinstance(value, (PurePath, uuid.UUID)):
         return str(value)
     numpy_plain = _numpy(value)

@@ -143,8 +143,10 @@ class RunDirectory(SaveMixin, StoreMixin):
             root_level_guard.acquire(self._handler)
             root.addHandler(self._handler)
             atexit.register(self._atexit)
-            self.logger.info("Run resumed" if resumed else "Run initialized",
-                             extra={"run_id": self.run_id, "run_dir": str(self.path)})
+            self.logger.info(
+                "Run resumed" if resumed else "Run initialized",
+                extra={"run_id": self.run_id, "run_dir": str(self.path)},
+            )
             if params:
                 self.params(**params)
         except BaseException:
@@ -155,7 +157,9 @@ class RunDirectory(SaveMixin, StoreMixin):
     def _make_directory(self, *, overwrite: bool, resume: bool) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if self.path.is_symlink():
-            raise ValueError(f"run_id: {str(self.path)!r} is a symlink; refusing to write through it")
+            raise ValueError(
+                f"run_id: {str(self.path)!r} is a symlink; refusing to write through it"
+            )
         if self.path.exists():
             if overwrite:
                 shutil.rmtree(self.path)
@@ -172,13 +176,22 @@ class RunDirectory(SaveMixin, StoreMixin):
             existing = read_json(meta_path, None) if resume else None
             identity = _identity_fields()
             if isinstance(existing, dict) and existing.get("status"):
-                fields = {**identity, "status": "initialized", "resumed_time": _now(),
-                          "resume_count": int(existing.get("resume_count", 0) or 0) + 1}
+                fields = {
+                    **identity,
+                    "status": "initialized",
+                    "resumed_time": _now(),
+                    "resume_count": int(existing.get("resume_count", 0) or 0) + 1,
+                }
                 for stale in ("end_time", "runtime_sec", "failure_reason"):
                     existing.pop(stale, None)
                 atomic_write_bytes(meta_path, dump_json({**existing, **fields}))
                 return True
-            fields = {**identity, "run_id": self.run_id, "start_time": _now(), "status": "initialized"}
+            fields = {
+                **identity,
+                "run_id": self.run_id,
+                "start_time": _now(),
+                "status": "initialized",
+            }
             atomic_write_bytes(meta_path, dump_json(fields))
             return False
 
@@ -237,7 +250,9 @@ class RunDirectory(SaveMixin, StoreMixin):
         Returns:
             The metadata as written.
         """
-        return merge_json_object(self.path / "metadata.json", self._lock, to_plain(fields, for_yaml=False))
+        return merge_json_object(
+            self.path / "metadata.json", self._lock, to_plain(fields, for_yaml=False)
+        )
 
     def params(self, ext: str = "yaml", **kwargs: Any) -> dict[str, Any]:
         """Merge parameters into ``params.yaml`` (or ``params.json``), atomically.
@@ -261,7 +276,10 @@ class RunDirectory(SaveMixin, StoreMixin):
         self._ensure_open()
         path = self.path / f"params.{ext}"
         with self._lock:
-            merged = {**RunReader.read_params(self.path), **to_plain(kwargs, for_yaml=ext == "yaml")}
+            merged = {
+                **RunReader.read_params(self.path),
+                **to_plain(kwargs, for_yaml=ext == "yaml"),
+            }
             if ext == "yaml":
                 data = yaml.safe_dump(merged, sort_keys=True, allow_unicode=True).encode("utf-8")
             else:
@@ -306,8 +324,11 @@ class RunDirectory(SaveMixin, StoreMixin):
         """
         self.close()
         reader = RunReader(self.path)
-        return {"status": reader.status, "last_metrics": self.last_metrics,
-                "artifacts": reader.artifact_pointers}
+        return {
+            "status": reader.status,
+            "last_metrics": self.last_metrics,
+            "artifacts": reader.artifact_pointers,
+        }
 
     def _finish(self, status: str, reason: str | None, exc: BaseException | None) -> None:
         with self._state_lock:
@@ -329,8 +350,9 @@ class RunDirectory(SaveMixin, StoreMixin):
         finally:
             self._release()
 
-    def _canonical_line(self, status: str, reason: str | None, exc: BaseException | None,
-                        runtime: float) -> None:
+    def _canonical_line(
+        self, status: str, reason: str | None, exc: BaseException | None, runtime: float
+    ) -> None:
         failed = status == "failed"
         extra: dict[str, Any] = {
             "run_id": self.run_id,
@@ -351,7 +373,9 @@ class RunDirectory(SaveMixin, StoreMixin):
         # With the exception, the renderer adds error_type and the (redacted) stack_trace.
         exc_info = (type(exc), exc, exc.__traceback__) if exc is not None else None
         message = "Marked failed: " + (reason or "") if failed else "Marked complete"
-        self.logger.log(logging.ERROR if failed else logging.INFO, message, extra=extra, exc_info=exc_info)
+        self.logger.log(
+            logging.ERROR if failed else logging.INFO, message, extra=extra, exc_info=exc_info
+        )
 
     def _release(self) -> None:
         root = logging.getLogger()
@@ -373,7 +397,10 @@ class RunDirectory(SaveMixin, StoreMixin):
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: types.TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: types.TracebackType | None,
     ) -> None:
         if exc is None:
             self.mark_complete()

@@ -129,7 +129,12 @@ class RunLogHandler(logging.Handler):
             event, line = self._renderer().render(record)
             self.jsonl.write_line(line)
             self.txt.write_line(
-                text_line(record.created, record.levelname, _message(event, record), event.get("stack_trace"))
+                text_line(
+                    record.created,
+                    record.levelname,
+                    _message(event, record),
+                    event.get("stack_trace"),
+                )
             )
             level = record.levelname
             with self._count_lock:

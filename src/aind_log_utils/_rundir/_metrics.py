@@ -42,7 +42,13 @@ METRICS_FILE = "metrics.jsonl"
 HYPERPARAMS_FILE = "hyperparams.json"
 ARTIFACTS_FILE = "artifacts.json"
 
-_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
+_FLAGS = (
+    os.O_WRONLY
+    | os.O_APPEND
+    | os.O_CREAT
+    | getattr(os, "O_BINARY", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+)
 _OPTIONS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 
 
@@ -93,7 +99,9 @@ class MetricsLog:
             RuntimeError: the log is closed.
         """
         if not isinstance(metrics, Mapping):
-            raise TypeError(f"metrics: expected a mapping of name -> value, got {type(metrics).__name__}")
+            raise TypeError(
+                f"metrics: expected a mapping of name -> value, got {type(metrics).__name__}"
+            )
         if not metrics:
             raise ValueError("metrics: at least one metric is needed")
         if step is not None and (isinstance(step, bool) or not isinstance(step, int)):
@@ -117,7 +125,9 @@ class MetricsLog:
                     written += os.write(fd, line[written:])
             except OSError as exc:
                 self.write_errors += 1
-                diagnose(f"metrics:{self.path}", f"cannot append to {self.path}: {exc.strerror or exc}")
+                diagnose(
+                    f"metrics:{self.path}", f"cannot append to {self.path}: {exc.strerror or exc}"
+                )
                 return
             self.rows_written += 1
             prefix = "" if split == "train" else f"{split}/"

@@ -34,7 +34,9 @@ def check_run_id(run_id: object) -> str:
         raise TypeError(f"run_id: expected a string, got {type(run_id).__name__}")
     text = str(run_id)
     if not text or text.strip() != text or not text.strip():
-        raise ValueError(f"run_id: must be a non-empty name without surrounding spaces, got {text!r}")
+        raise ValueError(
+            f"run_id: must be a non-empty name without surrounding spaces, got {text!r}"
+        )
     if text in (".", ".."):
         raise ValueError(f"run_id: {text!r} is not a valid directory name")
     if any(sep in text for sep in _SEPARATORS) or "\x00" in text:
@@ -50,8 +52,14 @@ def _parts(relative: str | os.PathLike[str], what: str) -> list[str]:
         raise TypeError(f"{what}: expected a string path, got {type(text).__name__}")
     if not text or "\x00" in text:
         raise ValueError(f"{what}: must be a non-empty path without NUL bytes, got {text!r}")
-    if PurePosixPath(text).is_absolute() or PureWindowsPath(text).is_absolute() or PureWindowsPath(text).drive:
-        raise ValueError(f"{what}: must be relative to the run directory, got absolute path {text!r}")
+    if (
+        PurePosixPath(text).is_absolute()
+        or PureWindowsPath(text).is_absolute()
+        or PureWindowsPath(text).drive
+    ):
+        raise ValueError(
+            f"{what}: must be relative to the run directory, got absolute path {text!r}"
+        )
     parts = [p for p in text.replace("\\", "/").split("/") if p not in ("", ".")]
     if not parts:
         raise ValueError(f"{what}: names no file, got {text!r}")
@@ -106,5 +114,7 @@ def resolve_inside(root: Path, relative: str | os.PathLike[str], *, what: str = 
     # the not-yet-existing tail as given, so a link anywhere on the way is seen.
     real_target = os.path.realpath(target)
     if os.path.commonpath([real_root, real_target]) != real_root:
-        raise ValueError(f"{what}: {os.fspath(relative)!r} leads outside the run directory (through a symlink)")
+        raise ValueError(
+            f"{what}: {os.fspath(relative)!r} leads outside the run directory (through a symlink)"
+        )
     return target

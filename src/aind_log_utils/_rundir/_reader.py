@@ -69,7 +69,11 @@ def effective_status(meta: Mapping[str, Any]) -> str:
     if status != "initialized":
         return status
     pid = meta.get("pid")
-    if not isinstance(pid, int) or isinstance(pid, bool) or meta.get("hostname") != socket.gethostname():
+    if (
+        not isinstance(pid, int)
+        or isinstance(pid, bool)
+        or meta.get("hostname") != socket.gethostname()
+    ):
         return status  # a notata run, or another host's: nothing to check
     return RUNNING if _pid_alive(pid, meta.get("pid_create_time")) else CRASHED
 
@@ -99,7 +103,7 @@ class RunReader:
         if isinstance(recorded, str) and recorded:
             return recorded
         name = self.path.name
-        return name[len("log_"):] if name.startswith("log_") else name
+        return name[len("log_") :] if name.startswith("log_") else name
 
     @property
     def meta(self) -> dict[str, Any]:

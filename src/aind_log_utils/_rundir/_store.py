@@ -28,8 +28,14 @@ from ._saving import require_matplotlib
 
 __all__ = ["StoreMixin"]
 
-_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
-           "warn": logging.WARNING, "error": logging.ERROR, "critical": logging.CRITICAL}
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "warn": logging.WARNING,
+    "error": logging.ERROR,
+    "critical": logging.CRITICAL,
+}
 
 
 def _level(level: int | str) -> int:
@@ -114,8 +120,14 @@ class StoreMixin:
         self._ensure_open()
         return merge_hyperparams(self.path, self._lock, params)
 
-    def log_artifact(self, name: str, path: str | os.PathLike[str], *, kind: str = "file",
-                     metadata: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    def log_artifact(
+        self,
+        name: str,
+        path: str | os.PathLike[str],
+        *,
+        kind: str = "file",
+        metadata: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
         """Register a pointer ``{name, path, kind, ts}`` in ``artifacts.json``.
 
         The file is not copied. A path inside the run is stored relative to it,
@@ -167,8 +179,14 @@ class StoreMixin:
         """
         self._metrics.write({name: value}, step, "train")
 
-    def file(self, name: str, path: str | os.PathLike[str], kind: str | None = None,
-             *, metadata: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    def file(
+        self,
+        name: str,
+        path: str | os.PathLike[str],
+        kind: str | None = None,
+        *,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
         """Copy a file the run produced into ``artifacts/`` and register it.
 
         The copy keeps the source's extension when ``name`` has none.
@@ -197,9 +215,17 @@ class StoreMixin:
         self._note(f"Saved file {name} in {target.relative_to(self.path).as_posix()}")
         return self.log_artifact(name, target, kind=kind or "file", metadata=metadata)
 
-    def figure(self, name: str, fig: Any, *, format: str = "png", dpi: int = 150,
-               bbox_inches: str = "tight", metadata: Mapping[str, Any] | None = None,
-               close: bool = True) -> dict[str, Any]:
+    def figure(
+        self,
+        name: str,
+        fig: Any,
+        *,
+        format: str = "png",
+        dpi: int = 150,
+        bbox_inches: str = "tight",
+        metadata: Mapping[str, Any] | None = None,
+        close: bool = True,
+    ) -> dict[str, Any]:
         """Save a matplotlib figure as ``plots/<name>.<format>`` and register it.
 
         Args:
@@ -221,7 +247,9 @@ class StoreMixin:
         require_matplotlib()
         self._ensure_open()
         target = resolve_inside(self.path, f"plots/{_check_name(name)}.{format}", what="name")
-        atomic_write(target, lambda out: fig.savefig(out, format=format, dpi=dpi, bbox_inches=bbox_inches))
+        atomic_write(
+            target, lambda out: fig.savefig(out, format=format, dpi=dpi, bbox_inches=bbox_inches)
+        )
         if close:
             import matplotlib.pyplot as plt
 
@@ -229,7 +257,9 @@ class StoreMixin:
         self._note(f"Saved figure {name} in {target.relative_to(self.path).as_posix()}")
         return self.log_artifact(name, target, kind="image", metadata=metadata)
 
-    def data(self, name: str, obj: Any, *, metadata: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    def data(
+        self, name: str, obj: Any, *, metadata: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
         """Save structured result data as ``data/<name>.json`` and register it.
 
         numpy arrays become nested lists (with their shape and dtype kept in
