@@ -553,3 +553,35 @@ def test_reader_refuses_non_runs_and_bad_names(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         reader.load_array("missing")
     assert "Run initialized" in [r["message"] for r in reader.log_records()]
+
+
+def test_session_set_up_inside_a_run_keeps_its_level(tmp_path: Path) -> None:
+    root = logging.getLogger()
+    root.setLevel(logging.WARNING)
+    with RunDirectory("late_session", base_dir=tmp_path):
+        session = setup_logging("late", console=False, log_file=tmp_path / "s.jsonl")
+        assert root.level == logging.INFO
+    assert root.level == logging.INFO  # the session chose INFO: not reverted by the run
+    session.close()
+
+
+def test_bad_records_are_written_and_never_raise(tmp_path: Path) -> None:
+    with RunDirectory("bad_records", base_dir=tmp_path):
+        logging.getLogger("x").info("%d items", "not a number")
+        logging.getLogger("x").info("surrogate \udcff and newline\nsecond line")
+    records = read_jsonl(tmp_path / "log_bad_records" / "log.jsonl")
+    messages = [r["message"] for r in records if r["logger"] == "x"]
+    assert messages[0].startswith("%d items <formatting failed")
+    assert len(messages) == 2
+
+
+def test_the_exception_ending_a_run_is_never_hidden(tmp_path: Path) -> None:
+    import shutil
+
+    with (
+        pytest.raises(KeyError, match="original"),
+        RunDirectory("vanishing", base_dir=tmp_path) as run,
+    ):
+        shutil.rmtree(run.path)  # the end cannot be recorded any more
+        raise KeyError("original")
+    assert run.closed and run._handler not in logging.getLogger().handlers

@@ -11,26 +11,25 @@ recorded), and ``resume=True`` reopens a run.
 from __future__ import annotations
 
 import atexit
-import inspect
 import logging
 import os
 import shutil
-import socket
 import threading
 import time
 import types
 from collections.abc import Mapping
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from .._diagnostics import diagnose
 from .._redact import redact_text
 from .._session import active_session
 from ._atomic import atomic_write_bytes, dump_json, merge_json_object, read_json, run_lock
 from ._convert import to_plain
 from ._handler import RunLogHandler, root_level_guard
+from ._identity import identity_fields, now
 from ._metrics import METRICS_FILE, MetricsLog
 from ._paths import check_run_id
 from ._reader import RunReader
@@ -42,47 +41,6 @@ __all__ = ["RUN_LOGGER", "RunDirectory"]
 #: The logger a run's own lines come from.
 RUN_LOGGER = "aind_log_utils.run"
 _SUBDIRS = ("data", "plots", "artifacts")
-
-
-def _now() -> str:
-    return datetime.now().isoformat(timespec="seconds")
-
-
-def _caller_module() -> str | None:
-    frame = inspect.currentframe()
-    try:
-        while frame is not None:
-            name = str(frame.f_globals.get("__name__", ""))
-            if not name.startswith("aind_log_utils"):
-                return name
-            frame = frame.f_back
-    finally:
-        del frame
-    return None
-
-
-def _identity_fields() -> dict[str, Any]:
-    """Who writes the run: the standard fields known, pid, host, our version."""
-    from .. import __version__
-    from .._context import get_context
-    from .._fields import FIELD_NAMES, discover_fields
-
-    session = active_session()
-    known: dict[str, Any] = dict(discover_fields(_caller_module()))
-    if session is not None:
-        known.update(session.fields)
-    known.update(get_context())
-    fields = {k: v for k, v in known.items() if k in FIELD_NAMES and v is not None}
-    fields["pid"] = os.getpid()
-    fields["hostname"] = socket.gethostname()
-    try:
-        import psutil
-
-        fields["pid_create_time"] = psutil.Process(os.getpid()).create_time()
-    except Exception:
-        pass
-    fields["writer"] = f"aind-log-utils {__version__}"
-    return fields
 
 
 class RunDirectory(SaveMixin, StoreMixin):
@@ -174,12 +132,12 @@ class RunDirectory(SaveMixin, StoreMixin):
         meta_path = self.path / "metadata.json"
         with self._lock:
             existing = read_json(meta_path, None) if resume else None
-            identity = _identity_fields()
+            identity = identity_fields()
             if isinstance(existing, dict) and existing.get("status"):
                 fields = {
                     **identity,
                     "status": "initialized",
-                    "resumed_time": _now(),
+                    "resumed_time": now(),
                     "resume_count": int(existing.get("resume_count", 0) or 0) + 1,
                 }
                 for stale in ("end_time", "runtime_sec", "failure_reason"):
@@ -189,7 +147,7 @@ class RunDirectory(SaveMixin, StoreMixin):
             fields = {
                 **identity,
                 "run_id": self.run_id,
-                "start_time": _now(),
+                "start_time": now(),
                 "status": "initialized",
             }
             atomic_write_bytes(meta_path, dump_json(fields))
@@ -335,12 +293,21 @@ class RunDirectory(SaveMixin, StoreMixin):
             if self._closed:
                 return
             self._closed = True
+        error: Exception | None = None
         try:
             runtime = round(self.elapsed, 6)
-            fields: dict[str, Any] = {"status": status, "end_time": _now(), "runtime_sec": runtime}
+            fields: dict[str, Any] = {"status": status, "end_time": now(), "runtime_sec": runtime}
             if reason is not None:
                 fields["failure_reason"] = redact_text(reason)
-            self.meta(**fields)
+            try:
+                self.meta(**fields)
+            except Exception as meta_error:  # still write the line, and close
+                error = meta_error
+                diagnose(
+                    f"rundir:{self.path}",
+                    f"the end of run {self.run_id!r} could not be recorded in metadata.json: "
+                    f"{type(meta_error).__name__}",
+                )
             self._status = status
             self._canonical_line(status, reason, exc, runtime)
             session = active_session()
@@ -349,6 +316,9 @@ class RunDirectory(SaveMixin, StoreMixin):
                 session.add(last_metrics=last)
         finally:
             self._release()
+        # Never hide the exception that ended the run behind our own.
+        if error is not None and exc is None:
+            raise error
 
     def _canonical_line(
         self, status: str, reason: str | None, exc: BaseException | None, runtime: float

@@ -225,6 +225,7 @@ class _RootLevelGuard:
         self._lock = threading.Lock()
         self._open = 0
         self._saved: tuple[int, list[tuple[logging.Handler, int]]] | None = None
+        self._session: object = None
 
     def acquire(self, exclude: logging.Handler) -> None:
         with self._lock:
@@ -242,6 +243,7 @@ class _RootLevelGuard:
                     handler.setLevel(previous)
             root.setLevel(logging.INFO)
             self._saved = (previous, raised)
+            self._session = active_session()
 
     def release(self) -> None:
         with self._lock:
@@ -251,7 +253,9 @@ class _RootLevelGuard:
             previous, raised = self._saved
             self._saved = None
             root = logging.getLogger()
-            if root.level == logging.INFO:  # else someone set it since: theirs wins
+            # Someone set the level since (another value, or a new setup_logging
+            # session that chose INFO itself): theirs wins.
+            if root.level == logging.INFO and active_session() is self._session:
                 root.setLevel(previous)
             for handler, level in raised:
                 if handler.level == previous:
