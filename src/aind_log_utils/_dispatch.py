@@ -10,7 +10,10 @@ from ._diagnostics import diagnose
 from ._render import Renderer
 from ._sink import Sink
 
-__all__ = ["DispatchHandler"]
+__all__ = ["INTERNAL_THREAD_PREFIX", "DispatchHandler"]
+
+#: The delivery engines' worker threads are named ``aind-log-<sink>``.
+INTERNAL_THREAD_PREFIX = "aind-log-"
 
 
 class DispatchHandler(logging.Handler):
@@ -41,6 +44,9 @@ class DispatchHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         """Render ``record`` once and pass it to each sink; never raises."""
         try:
+            thread_name = record.threadName
+            if thread_name is not None and thread_name.startswith(INTERNAL_THREAD_PREFIX):
+                return  # requests/urllib3 chatter from our own delivery workers: never loop
             event, line = self.renderer.render(record)
             # Handler.handle holds self.lock (an RLock) around emit: counts stay exact.
             level = record.levelname

@@ -258,16 +258,19 @@ class LoggingSession:
 
         def on_sigterm(signum: int, frame: types.FrameType | None) -> None:
             self.mark_failed("terminated by SIGTERM")
-            # Closing runs on another thread, bounded: the interrupted main thread
-            # may hold a lock a sink needs, and must never hang the exit.
-            worker = threading.Thread(
-                target=self._stop,
-                kwargs={"timeout_s": None, "stop_line": True},
-                name="aind-log-sigterm",
-                daemon=True,
+            # The stop line and the flush run right here, on the main thread (every
+            # lock on the path is re-entrant); a watchdog ends the process should
+            # they ever exceed the bound, so SIGTERM can never hang the exit.
+            watchdog = threading.Timer(
+                self.flush_timeout_s + 2.0, os._exit, args=(128 + signal.SIGTERM,)
             )
-            worker.start()
-            worker.join(self.flush_timeout_s + 2.0)
+            watchdog.name = "sigterm-watchdog"
+            watchdog.daemon = True
+            watchdog.start()
+            try:
+                self._stop(timeout_s=None, stop_line=True)
+            finally:
+                watchdog.cancel()
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             os.kill(os.getpid(), signal.SIGTERM)
 
