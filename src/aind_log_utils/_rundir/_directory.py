@@ -130,9 +130,9 @@ class RunDirectory(SaveMixin, StoreMixin):
 
     def _write_initial_metadata(self, resume: bool) -> bool:
         meta_path = self.path / "metadata.json"
+        identity = identity_fields()  # may import pydantic: not while holding the lock
         with self._lock:
             existing = read_json(meta_path, None) if resume else None
-            identity = identity_fields()
             if isinstance(existing, dict) and existing.get("status"):
                 fields = {
                     **identity,
