@@ -1,0 +1,283 @@
+"""The on-disk spool: framing, torn tails, naming, claiming, the cap."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from aind_log_utils._delivery import _spool
+from aind_log_utils._delivery._spool import (
+    FOREIGN_HOST_STALE_S,
+    MAGIC,
+    SegmentName,
+    Spool,
+    SpoolWriter,
+    claim_orphans,
+    read_segment,
+)
+
+HOST = _spool._host_id()
+
+
+def dead_pid() -> int:
+    """A pid that was alive a moment ago and is now gone (reaped)."""
+    out = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    pid = int(out.stdout)
+    assert not _pid_alive(pid)
+    return pid
+
+
+def _pid_alive(pid: int) -> bool:
+    import psutil
+
+    return psutil.pid_exists(pid)
+
+
+def write_segment(
+    directory: Path,
+    items: list[bytes],
+    *,
+    pid: int,
+    token: str = "abc123",
+    seq: int = 1,
+    host: str = HOST,
+) -> Path:
+    writer = SpoolWriter(directory, host=host, pid=pid, token=token)
+    for offset, item in enumerate(items):
+        writer.append(item, seq + offset)
+    path = writer.rotate(fsync=True)
+    assert path is not None
+    return path
+
+
+def items(n: int, prefix: str = "r") -> list[bytes]:
+    return [f"{prefix}-{i:04d}".encode() for i in range(n)]
+
+
+def test_segment_name_round_trips_with_dashes_in_the_host() -> None:
+    name = SegmentName("rig-12-a.local", 4321, "0af3", 17)
+    assert name.filename == "rig-12-a.local-4321-0af3-0000000000000017.spool"
+    assert SegmentName.parse(name.filename) == name
+    assert SegmentName.parse("rig-4321-0af3-17.spool.claimed-x-1-ab") is None
+    assert SegmentName.parse("notes.txt") is None
+
+
+def test_writer_and_reader_round_trip_every_record(tmp_path: Path) -> None:
+    records = [*items(100), b"", b"\x00\xff" * 1000]
+    path = write_segment(tmp_path, records, pid=os.getpid())
+    assert path.read_bytes().startswith(MAGIC)
+    data = read_segment(path)
+    assert data.valid
+    assert data.items == records
+    assert data.ignored_bytes == 0
+    assert data.size == path.stat().st_size
+
+
+def test_writer_names_segment_after_first_seq_and_rotates(tmp_path: Path) -> None:
+    writer = SpoolWriter(tmp_path, host=HOST, pid=42, token="beef")
+    writer.append(b"a", 7)
+    writer.append(b"b", 8)
+    assert writer.records == 2
+    first = writer.rotate(fsync=False)
+    writer.append(b"c", 9)
+    second = writer.rotate(fsync=True)
+    assert first is not None and second is not None
+    assert SegmentName.parse(first.name) == SegmentName(HOST, 42, "beef", 7)
+    assert SegmentName.parse(second.name) == SegmentName(HOST, 42, "beef", 9)
+    assert writer.rotate(fsync=True) is None
+
+
+def test_torn_tail_at_every_cut_keeps_the_intact_records(tmp_path: Path) -> None:
+    records = items(5)
+    path = write_segment(tmp_path, records, pid=os.getpid())
+    whole = path.read_bytes()
+    last_frame = len(records[-1]) + _spool.FRAME_OVERHEAD
+    for cut in range(1, last_frame):
+        path.write_bytes(whole[:-cut])
+        data = read_segment(path)
+        assert data.valid
+        assert data.items == records[:-1]
+        assert data.ignored_bytes == last_frame - cut
+
+
+def test_corrupt_crc_stops_reading_at_that_record(tmp_path: Path) -> None:
+    records = items(5)
+    path = write_segment(tmp_path, records, pid=os.getpid())
+    raw = bytearray(path.read_bytes())
+    frame = len(records[0]) + _spool.FRAME_OVERHEAD
+    raw[len(MAGIC) + 2 * frame + _spool.FRAME_OVERHEAD] ^= 0xFF  # a payload byte of record 2
+    path.write_bytes(bytes(raw))
+    data = read_segment(path)
+    assert data.items == records[:2]
+    assert data.ignored_bytes == 3 * frame
+
+
+def test_garbage_length_is_not_trusted(tmp_path: Path) -> None:
+    path = tmp_path / f"{HOST}-1-ab-1.spool"
+    path.write_bytes(MAGIC + b"\xff\xff\xff\xff\x00\x00\x00\x00" + b"x" * 10)
+    data = read_segment(path)
+    assert data.valid and data.items == [] and data.ignored_bytes == 18
+
+
+def test_foreign_file_is_invalid_and_short_header_is_empty(tmp_path: Path) -> None:
+    foreign = tmp_path / "a.spool"
+    foreign.write_bytes(b"not a spool file at all")
+    assert not read_segment(foreign).valid
+    short = tmp_path / "b.spool"
+    short.write_bytes(MAGIC[:3])
+    data = read_segment(short)
+    assert data.valid and data.items == []
+
+
+def test_claim_takes_dead_writers_and_orders_oldest_writer_first(tmp_path: Path) -> None:
+    dead = dead_pid()
+    newer = write_segment(tmp_path, items(2, "new"), pid=dead, token="bbbb", seq=1)
+    old_b = write_segment(tmp_path, items(2, "old-b"), pid=dead, token="aaaa", seq=10)
+    old_a = write_segment(tmp_path, items(2, "old-a"), pid=dead, token="aaaa", seq=3)
+    now = time.time()
+    os.utime(newer, (now - 10, now - 10))
+    os.utime(old_b, (now - 100, now - 100))
+    os.utime(old_a, (now - 50, now - 50))
+    claimed = claim_orphans(tmp_path, host=HOST, pid=os.getpid(), token="cccc")
+    assert [p.name.split(".claimed-")[0] for p in claimed] == [old_a.name, old_b.name, newer.name]
+    assert all(p.name.endswith(f".claimed-{HOST}-{os.getpid()}-cccc") for p in claimed)
+    assert not old_a.exists()
+    assert read_segment(claimed[0]).items == items(2, "old-a")
+
+
+def test_claim_leaves_a_live_process_alone(tmp_path: Path) -> None:
+    parent = os.getppid()  # alive, and started before the file was written
+    path = write_segment(tmp_path, items(3), pid=parent)
+    assert claim_orphans(tmp_path, host=HOST, pid=os.getpid(), token="cccc") == []
+    assert path.exists()
+
+
+def test_claim_detects_a_reused_pid(tmp_path: Path) -> None:
+    path = write_segment(tmp_path, items(3), pid=os.getppid())
+    long_ago = time.time() - 10 * 24 * 3600  # written before that process started
+    os.utime(path, (long_ago, long_ago))
+    assert len(claim_orphans(tmp_path, host=HOST, pid=os.getpid(), token="cccc")) == 1
+
+
+def test_claim_uses_tokens_for_this_process(tmp_path: Path) -> None:
+    live = Spool(tmp_path, max_bytes=1 << 20, label="t")
+    try:
+        assert live.append(b"x", 1) is None
+        live.writer.rotate(fsync=True)
+        stale = write_segment(tmp_path, items(1), pid=os.getpid(), token="dead0")
+        claimed = claim_orphans(tmp_path, host=HOST, pid=os.getpid(), token="cccc")
+        assert [p.name.split(".claimed-")[0] for p in claimed] == [stale.name]
+    finally:
+        live.release()
+    # once released (engine closed), another engine of this process may take it; and
+    # "cccc" was never a live token here, so its claim counts as abandoned
+    again = claim_orphans(tmp_path, host=HOST, pid=os.getpid(), token="dddd")
+    assert len(again) == 2
+
+
+def test_other_host_files_wait_until_stale(tmp_path: Path) -> None:
+    path = write_segment(tmp_path, items(2), pid=1, host="some-other-host")
+    assert claim_orphans(tmp_path, host=HOST, pid=os.getpid(), token="cccc") == []
+    old = time.time() - FOREIGN_HOST_STALE_S - 60
+    os.utime(path, (old, old))
+    assert len(claim_orphans(tmp_path, host=HOST, pid=os.getpid(), token="cccc")) == 1
+
+
+def test_a_dead_claimer_can_be_reclaimed_a_live_one_not(tmp_path: Path) -> None:
+    dead = dead_pid()
+    path = write_segment(tmp_path, items(2), pid=dead)
+    (first,) = claim_orphans(tmp_path, host=HOST, pid=dead, token="aaaa")  # as if by `dead`
+    assert first.exists() and not path.exists()
+    (second,) = claim_orphans(tmp_path, host=HOST, pid=os.getpid(), token="bbbb")
+    _spool._live_tokens.add("bbbb")
+    try:
+        assert claim_orphans(tmp_path, host=HOST, pid=os.getpid(), token="cccc") == []
+    finally:
+        _spool._live_tokens.discard("bbbb")
+    assert read_segment(second).items == items(2)
+
+
+def test_concurrent_claims_never_share_a_file(tmp_path: Path) -> None:
+    dead = dead_pid()
+    for n in range(40):
+        write_segment(tmp_path, [f"{n}".encode()], pid=dead, token=f"{n:04x}")
+    results: list[list[Path]] = [[] for _ in range(4)]
+    barrier = threading.Barrier(4)
+    tokens = [f"c{slot}" for slot in range(4)]
+    _spool._live_tokens.update(tokens)  # as open engines' tokens are
+
+    def claim(slot: int) -> None:
+        barrier.wait()
+        results[slot] = claim_orphans(tmp_path, host=HOST, pid=os.getpid(), token=f"c{slot}")
+
+    threads = [threading.Thread(target=claim, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    _spool._live_tokens.difference_update(tokens)
+    names = Counter(p.name.split(".claimed-")[0] for r in results for p in r)
+    assert len(names) == 40 and set(names.values()) == {1}
+
+
+def test_spool_cap_counts_every_writer_and_rotates(tmp_path: Path) -> None:
+    other = write_segment(tmp_path, [b"z" * 500], pid=dead_pid())
+    other_size = other.stat().st_size
+    spool = Spool(tmp_path, max_bytes=other_size + 300, label="cap")
+    try:
+        results = [spool.append(b"y" * 40, seq) for seq in range(1, 20)]
+        written = results.count(None)
+        assert results[written:] == ["spool_full"] * (19 - written)
+        assert written == (300 - len(MAGIC)) // (40 + _spool.FRAME_OVERHEAD)
+        spool.rotate(fsync=True)
+        (segment,) = spool.own
+        assert len(read_segment(segment).items) == written
+        spool.remove(segment)
+        assert not segment.exists()
+        assert spool.append(b"y" * 40, 100) is None  # room again
+    finally:
+        spool.writer.rotate(fsync=False)
+        spool.release()
+
+
+def test_spool_rotates_segments_by_size(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_bytes=1 << 30, label="rot")
+    try:
+        assert spool.segment_bytes == 8 * 1024 * 1024
+        spool.segment_bytes = 1000  # small segments, for the test
+        for seq in range(1, 101):
+            assert spool.append(b"q" * 92, seq) is None
+        assert len(spool.own) == 9  # 10 records of 100 bytes fill a 1000-byte segment
+        spool.rotate(fsync=False)
+        got = [item for path in spool.own for item in read_segment(path).items]
+        assert len(got) == 100
+    finally:
+        spool.release()
+
+
+def test_unwritable_directory_reports_spool_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    spool = Spool(blocker / "spool", max_bytes=1 << 20, label="err")
+    try:
+        assert spool.append(b"x", 1) == "spool_error"
+    finally:
+        spool.release()
+
+
+@pytest.mark.parametrize("name", ["x.spool.corrupt", "README", "a-b.spool"])
+def test_non_segments_are_ignored_by_claims(tmp_path: Path, name: str) -> None:
+    (tmp_path / name).write_bytes(b"junk")
+    assert claim_orphans(tmp_path, host=HOST, pid=os.getpid(), token="cccc") == []
