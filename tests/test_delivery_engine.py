@@ -818,11 +818,13 @@ def test_counters_snapshot(make_engine: Callable[..., DeliveryEngine]) -> None:
         engine.submit(item)
     assert engine.flush(5)
     stats = engine.stats()
+    # The failed attempt moved the batch to the spool (the server was away), so
+    # the rest was sent from there: spooled and replayed count it.
     assert stats == DeliveryStats(
         sent=3,
         retried=1,
-        spooled=0,
-        replayed=0,
+        spooled=4,
+        replayed=3,
         rejected={"bad line": 1},
         dropped={},
         queued=0,
@@ -863,3 +865,32 @@ def test_flush_and_close_from_many_threads(make_engine: Callable[..., DeliveryEn
         t.join(10)
     assert results == [True] * 4
     assert Counter(transport.delivered) == Counter(items)
+
+
+def test_a_failed_attempt_moves_memory_to_the_spool_in_order(
+    make_engine: Callable[..., DeliveryEngine],
+) -> None:
+    gate = threading.Event()
+    answers = iter([SendResult.retry("away")])
+
+    def answer(batch: list[bytes]) -> SendResult:
+        result = next(answers, None)
+        if result is not None:
+            return result
+        gate.wait(10)
+        return SendResult.ok()
+
+    transport = RecordingTransport(answer)
+    engine = make_engine(transport, batch_wait_s=0.01, max_batch_records=10, retry_start_s=0.01)
+    items = records(30)
+    for item in items[:10]:
+        engine.submit(item)
+    deadline = time.monotonic() + 10
+    while engine.stats().retried < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)  # polling with a deadline
+    for item in items[10:]:
+        engine.submit(item)  # the server is away: these go to disk too
+    assert engine.stats().spooled == 30  # nothing waits only in memory
+    gate.set()
+    assert engine.flush(10)
+    assert transport.delivered == items  # in order, once

@@ -20,6 +20,16 @@ _last: dict[str, float] = {}
 _suppressed: dict[str, int] = {}
 _quiet = os.environ.get("AIND_LOG_QUIET", "") not in ("", "0", "false", "False")
 
+
+def _reset_after_fork() -> None:
+    # A child forked while another thread held the lock would deadlock on it.
+    global _lock
+    _lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)
+
 #: At most one line per key in this many seconds.
 INTERVAL_S = 30.0
 

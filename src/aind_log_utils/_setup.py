@@ -15,6 +15,7 @@ from ._config import env_values, load_config_file, parse_bool
 from ._console import ConsoleSink
 from ._dispatch import DispatchHandler
 from ._file import JsonlFileSink
+from ._network import NETWORK_OPTIONS
 from ._render import Renderer
 from ._session import LoggingSession, _replace_active
 from ._sink import Sink
@@ -48,8 +49,6 @@ _CONFIG_OPTIONS = frozenset(
         "flush_timeout_s",
     }
 )
-#: Options that network sinks (later issues) add; hooks fill this mapping.
-NETWORK_OPTIONS: dict[str, str] = {}
 
 
 def _parse_level(value: object) -> int:
@@ -160,6 +159,14 @@ def setup_logging(
     handle_sigterm: bool | None = None,
     flush_timeout_s: float | None = None,
     sinks: Sequence[Sink] = (),
+    loki_url: str | None = None,
+    loki_labels: Mapping[str, str] | None = None,
+    loki_tenant_id: str | None = None,
+    loki_username: str | None = None,
+    loki_password: str | None = None,
+    loki_bearer_token: str | None = None,
+    loki_verify: bool | str | None = None,
+    loki_options: Mapping[str, Any] | None = None,
     **kwargs: Any,
 ) -> LoggingSession:
     """Turn every stdlib log record into one AIND-standard JSON line, everywhere.
@@ -206,8 +213,21 @@ def setup_logging(
             only where SIGTERM still has its default action, main thread only).
         flush_timeout_s: the bound on flushing at exit (default 10 s).
         sinks: more sinks (objects with ``handle_event``/``flush``/``close``).
-        **kwargs: 0.2.x's deprecated aliases ``mouse_id`` and ``session_name``,
-            and the network sink options; anything else is warned about and ignored.
+        loki_url: send every record to Grafana Loki (base or push URL; env
+            ``AIND_LOKI_URL``). Records are batched, retried, spooled on disk while
+            Loki is away, and flushed within ``flush_timeout_s`` at exit.
+        loki_labels: static stream labels (env ``AIND_LOKI_LABELS=a=1,b=2``).
+        loki_tenant_id: ``X-Scope-OrgID`` (env ``AIND_LOKI_TENANT_ID``).
+        loki_username: basic-auth user (env ``AIND_LOKI_USERNAME``).
+        loki_password: basic-auth password (env ``AIND_LOKI_PASSWORD``); never logged.
+        loki_bearer_token: bearer token (env ``AIND_LOKI_BEARER_TOKEN``); never logged.
+        loki_verify: TLS verification, True/False or a CA bundle path (env
+            ``AIND_LOKI_VERIFY``).
+        loki_options: delivery options (``batch_wait_s``, ``max_batch_bytes``,
+            ``retry_start_s``, ``retry_factor``, ``retry_max_s``, ``timeout_s``,
+            ``max_queue_bytes``, ``max_spool_bytes``, ``spool_dir``, ...).
+        **kwargs: 0.2.x's deprecated aliases ``mouse_id`` and ``session_name``;
+            anything else is warned about and ignored.
 
     Returns:
         The :class:`LoggingSession` handle.
@@ -238,7 +258,11 @@ def setup_logging(
                 subject_id = value
             elif new == "asset_name" and asset_name is None:
                 asset_name = value
-    network = {k: kwargs.pop(k) for k in list(kwargs) if k in NETWORK_OPTIONS}
+    network = {
+        "loki_url": loki_url, "loki_labels": loki_labels, "loki_tenant_id": loki_tenant_id,
+        "loki_username": loki_username, "loki_password": loki_password,
+        "loki_bearer_token": loki_bearer_token, "loki_verify": loki_verify, "loki_options": loki_options,
+    }  # fmt: skip
     if kwargs:
         warnings.warn(
             f"setup_logging: unknown keyword argument(s) ignored: {', '.join(sorted(kwargs))}",
@@ -325,10 +349,11 @@ def setup_logging(
         path = _resolve_log_file(merged.get("log_file"), program)
         if path is not None:
             built.append(JsonlFileSink(path))
-        if network:
+        net_options = {k: merged[k] for k in NETWORK_OPTIONS if merged.get(k) is not None}
+        if net_options:
             from ._network import build_network_sinks
 
-            built.extend(build_network_sinks(network, program=program, fields=static))
+            built.extend(build_network_sinks(net_options, program=program, fields=static))
         built.extend(sinks)
     except BaseException:
         for sink in built:

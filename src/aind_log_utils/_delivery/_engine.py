@@ -544,6 +544,11 @@ class DeliveryEngine:
                 outcome, taken = result.outcome, 0
                 if outcome is SendOutcome.RETRY:
                     self._retry_later(result)
+                    if from_memory and self._spool_enabled:
+                        # The server is away: this batch and the queue go to disk,
+                        # where a SIGKILL cannot take them; the spool is retried.
+                        self._spill(parts)
+                        return True
                 elif outcome is SendOutcome.SPLIT and len(part) > 1:
                     half = len(part) // 2
                     parts.popleft()
@@ -594,6 +599,36 @@ class DeliveryEngine:
                 f"{self.name}: delivery failed ({result.reason}); attempt {self._failures}, "
                 f"retrying in {delay:.1f}s; {len(self._queue) + len(self._inflight)} record(s) in memory",
             )
+
+    def _spill(self, parts: deque[list[bytes]]) -> None:
+        """The server is away: move what waits in memory to the spool, and spool from now on.
+
+        Records in memory die with the process (SIGKILL, OOM, power); records in
+        the spool are replayed, by this process once the server answers or by
+        the next start. Order is kept: the rest of the in-flight batch, then the
+        queue, go into a segment of their own that is sent BEFORE any segment
+        spooled earlier (those hold newer items), and new items are spooled behind.
+        """
+        spool = self._spool
+        if spool.writer.records:
+            spool.rotate(fsync=False)  # newer items: they stay queued behind ours
+        seq = self._inflight_seq + self._inflight_done
+        for part in parts:
+            for item in part:
+                self._spool_or_drop(item, seq, "queue_full")
+                seq += 1
+        parts.clear()
+        self._inflight, self._inflight_done = [], 0
+        queue, seq = self._queue, self._head_seq
+        while queue:
+            self._spool_or_drop(queue.popleft(), seq, "queue_full")
+            seq += 1
+        self._queue_bytes = 0
+        self._head_seq = seq
+        path = spool.writer.rotate(fsync=False)
+        if path is not None:
+            spool.own.appendleft(path)
+        self._spilling = True
 
     def _replay_orphans(self) -> None:
         paths = self._spool.claim_orphans()

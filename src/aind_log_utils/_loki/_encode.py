@@ -1,0 +1,234 @@
+r"""Loki encoding: labels, structured metadata, timestamps, and the spoolable item.
+
+One record becomes one item (``bytes``) that holds everything needed to push it,
+so a spooled item can be replayed by a later process::
+
+    <header JSON: [labels, ts_ns, metadata]> "\\n" <the JSON line>
+
+Labels stay low-cardinality (``service_name``, ``level``, ``hostname``, ``rig_id``,
+``instrument_id``, ``pipeline_name`` and the user's static labels); the
+high-cardinality standard fields go into structured metadata.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+__all__ = [
+    "LABEL_FIELDS",
+    "MAX_LABELS",
+    "METADATA_FIELDS",
+    "decode_item",
+    "encode_item",
+    "loki_labels",
+    "loki_metadata",
+    "timestamp_ns",
+    "truncate_line",
+    "validate_labels",
+]
+
+#: Event fields sent as stream labels, when known (low cardinality).
+LABEL_FIELDS: tuple[str, ...] = ("level", "hostname", "rig_id", "instrument_id", "pipeline_name")
+#: Event fields sent as structured metadata, when known (high cardinality).
+METADATA_FIELDS: tuple[str, ...] = (
+    "subject_id", "acquisition_name", "asset_name", "log_session", "specimen_id", "user_id",
+    "process_name", "capsule_id", "computation_id", "software_version", "logger", "event_type",
+)  # fmt: skip
+#: Loki's limits on labels.
+MAX_LABELS = 15
+MAX_LABEL_VALUE_CHARS = 2048
+_LABEL_NAME_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+_RESERVED_LABELS = frozenset({"service_name", *LABEL_FIELDS})
+
+
+def validate_labels(labels: Mapping[str, Any] | None) -> dict[str, str]:
+    """Check static labels against Loki's rules.
+
+    Args:
+        labels: label name -> value.
+
+    Returns:
+        The labels with string values.
+
+    Raises:
+        ValueError: a name breaks ``[a-zA-Z_][a-zA-Z0-9_]*``, starts with ``__``,
+            clashes with a label the sink sets, a value is empty or too long, or
+            there are too many (the message names the label).
+        TypeError: ``labels`` is not a mapping.
+    """
+    if labels is None:
+        return {}
+    if not isinstance(labels, Mapping):
+        raise TypeError(f"loki_labels: expected a mapping, got {type(labels).__name__}")
+    out: dict[str, str] = {}
+    for name, value in labels.items():
+        if not isinstance(name, str) or not _LABEL_NAME_RE.match(name) or name.startswith("__"):
+            raise ValueError(
+                f"loki_labels: label name {name!r} is not valid for Loki ([a-zA-Z_][a-zA-Z0-9_]*)"
+            )
+        if name in _RESERVED_LABELS:
+            raise ValueError(f"loki_labels: label {name!r} is set by the sink itself")
+        text = str(value)
+        if not text:
+            raise ValueError(f"loki_labels: label {name!r} has an empty value")
+        if len(text) > MAX_LABEL_VALUE_CHARS:
+            raise ValueError(
+                f"loki_labels: label {name!r} is longer than {MAX_LABEL_VALUE_CHARS} characters"
+            )
+        out[name] = text
+    if len(out) + 1 + len(LABEL_FIELDS) > MAX_LABELS:
+        raise ValueError(
+            f"loki_labels: at most {MAX_LABELS - 1 - len(LABEL_FIELDS)} static labels "
+            f"(Loki allows {MAX_LABELS} per stream), got {len(out)}"
+        )
+    return out
+
+
+def loki_labels(
+    event: Mapping[str, Any], program: str, static_labels: Mapping[str, str]
+) -> dict[str, str]:
+    """The stream labels of one event.
+
+    Args:
+        event: the rendered event.
+        program: the program's name (``service_name``).
+        static_labels: validated static labels.
+
+    Returns:
+        ``service_name``, the known label fields, and the static labels.
+    """
+    labels = {"service_name": program[:MAX_LABEL_VALUE_CHARS] or "unknown_service"}
+    for name in LABEL_FIELDS:
+        value = event.get(name)
+        if value is not None and value != "":
+            labels[name] = str(value)[:MAX_LABEL_VALUE_CHARS]
+    labels.update(static_labels)
+    return labels
+
+
+def loki_metadata(event: Mapping[str, Any]) -> dict[str, str]:
+    """The structured metadata of one event (the known high-cardinality fields)."""
+    meta: dict[str, str] = {}
+    for name in METADATA_FIELDS:
+        value = event.get(name)
+        if value is not None and value != "":
+            meta[name] = value if type(value) is str else str(value)
+    return meta
+
+
+def timestamp_ns(event: Mapping[str, Any]) -> int | None:
+    """The event's ``timestamp`` as Unix nanoseconds (None when absent or unparsable).
+
+    The same instant, at the same (microsecond) resolution, as the line says, so a
+    backfilled file and the live sink push identical entries (Loki drops them).
+    """
+    text = event.get("timestamp")
+    if not isinstance(text, str):
+        return None
+    try:
+        when = _dt.datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=_dt.timezone.utc)
+    delta = when - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
+
+
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+
+
+def created_ns(created: float) -> int:
+    """A LogRecord's ``created`` as nanoseconds at the line's microsecond resolution."""
+    secs = int(created)
+    return secs * 1_000_000_000 + int((created - secs) * 1e6) * 1000
+
+
+def truncate_line(event: Mapping[str, Any], line: bytes, max_bytes: int) -> bytes:
+    """Shrink an over-long line to valid JSON of at most ``max_bytes``, with a marker.
+
+    The standard fields are kept; extras are dropped largest first and the
+    message is cut. The result says ``"truncated": true`` and the original size.
+
+    Args:
+        event: the rendered event of ``line``.
+        line: the JSON line (with or without the trailing newline).
+        max_bytes: the limit.
+
+    Returns:
+        A JSON line (no newline) of at most ``max_bytes``.
+    """
+    body = line.rstrip(b"\n")
+    if len(body) <= max_bytes:
+        return body
+    small: dict[str, Any] = dict(event)
+    small["truncated"] = True
+    small["original_bytes"] = len(body)
+    keep = {
+        "timestamp",
+        "level",
+        "message",
+        "truncated",
+        "original_bytes",
+        *LABEL_FIELDS,
+        *METADATA_FIELDS,
+    }
+    sizes = sorted(
+        ((len(orjson.dumps(v, default=str)), k) for k, v in small.items() if k not in keep),
+        reverse=True,
+    )
+    encoded = orjson.dumps(small, default=str)
+    for _, key in sizes:
+        if len(encoded) <= max_bytes:
+            break
+        small.pop(key)
+        small.setdefault("dropped_fields", []).append(key)
+        encoded = orjson.dumps(small, default=str)
+    message = str(small.get("message", ""))
+    while len(encoded) > max_bytes and message:
+        excess = len(encoded) - max_bytes
+        message = message[: max(0, len(message) - excess - 64)]
+        small["message"] = message + "...[truncated]"
+        encoded = orjson.dumps(small, default=str)
+    if len(encoded) > max_bytes:  # only the bare minimum is left
+        encoded = orjson.dumps(
+            {"timestamp": event.get("timestamp"), "level": event.get("level"), "message": "...[truncated]",
+             "truncated": True, "original_bytes": len(body)}
+        )  # fmt: skip
+    return encoded
+
+
+def encode_item(
+    labels_json: bytes, ts_ns: int, metadata: Mapping[str, str] | None, line: bytes
+) -> bytes:
+    """Build one spoolable item.
+
+    Args:
+        labels_json: the stream labels, already JSON-encoded (cached per stream).
+        ts_ns: the entry's timestamp in nanoseconds.
+        metadata: structured metadata, or None.
+        line: the JSON line, without its trailing newline.
+
+    Returns:
+        ``[labels, "ts", metadata]`` JSON, a newline, then the line.
+    """
+    meta = orjson.dumps(metadata) if metadata else b"null"
+    return b"[" + labels_json + b',"' + str(ts_ns).encode() + b'",' + meta + b"]\n" + line
+
+
+def decode_item(item: bytes) -> tuple[dict[str, str], str, dict[str, str] | None, str]:
+    """Split an item back into labels, timestamp string, metadata and line.
+
+    Raises:
+        ValueError: the item is not one this module encoded.
+    """
+    head, sep, line = item.partition(b"\n")
+    if not sep:
+        raise ValueError("not a Loki item")
+    labels, ts, meta = orjson.loads(head)
+    return labels, ts, meta, line.decode("utf-8", "replace")

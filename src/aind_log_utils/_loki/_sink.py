@@ -1,0 +1,290 @@
+"""The Loki sink: records -> items -> the delivery engine -> Loki."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import orjson
+
+from .._delivery import DeliveryEngine
+from .._render import Renderer
+from ._encode import (
+    created_ns,
+    encode_item,
+    loki_labels,
+    loki_metadata,
+    timestamp_ns,
+    truncate_line,
+    validate_labels,
+)
+from ._transport import LokiTransport
+
+__all__ = ["LokiHandler", "LokiSink", "loki_spool_dir", "normalize_push_url"]
+
+PUSH_PATH = "/loki/api/v1/push"
+#: Loki's default line limit is 256 KB; stay a little under it.
+DEFAULT_MAX_LINE_BYTES = 256 * 1024 - 1024
+_INTERNAL_THREAD_PREFIX = "aind-log-"
+
+
+def normalize_push_url(url: str) -> tuple[str, tuple[str, str] | None]:
+    """Turn a base or push URL into the push URL, lifting credentials out of it.
+
+    Args:
+        url: ``http(s)://host:port`` or the full push URL, maybe with ``user:pass@``.
+
+    Returns:
+        The push URL without userinfo, and ``(user, password)`` if it had some.
+
+    Raises:
+        ValueError: not an http(s) URL with a host (the message names ``loki_url``).
+    """
+    if not isinstance(url, str):
+        raise TypeError(f"loki_url: expected a string, got {type(url).__name__}")
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("loki_url: expected http(s)://host[:port][/loki/api/v1/push]")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError("loki_url: the port is not a number in 0-65535") from None
+    auth = (parts.username or "", parts.password or "") if parts.username else None
+    netloc = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+    if port is not None:
+        netloc = f"{netloc}:{port}"
+    path = parts.path.rstrip("/")
+    if not path.endswith(PUSH_PATH):
+        path = path + PUSH_PATH
+    return urlunsplit((parts.scheme, netloc, path, parts.query, "")), auth
+
+
+def loki_spool_dir(push_url: str, tenant_id: str | None = None) -> Path:
+    """The default spool directory of a Loki destination (one per URL and tenant)."""
+    import platformdirs
+
+    digest = hashlib.sha256(f"{push_url}|{tenant_id or ''}".encode()).hexdigest()[:12]
+    return (
+        Path(platformdirs.user_cache_dir("aind-log-utils", appauthor=False))
+        / "spool"
+        / f"loki-{digest}"
+    )
+
+
+class LokiSink:
+    """Send records to Grafana Loki without blocking the caller and without losing one.
+
+    Each record is encoded on the caller's thread (a few microseconds) and queued
+    in the shared delivery engine; a worker thread batches, gzips and pushes. While
+    Loki is away records are retried, then spooled on disk and replayed later.
+
+    Args:
+        url: Loki's base URL or push URL (``user:pass@`` in it becomes basic auth).
+        program: the ``service_name`` label.
+        labels: static labels (validated against Loki's rules).
+        tenant_id: sent as ``X-Scope-OrgID``.
+        username: basic-auth user.
+        password: basic-auth password.
+        bearer_token: sent as ``Authorization: Bearer ...``.
+        verify: TLS verification: True, False, or a CA bundle path.
+        structured_metadata: send the high-cardinality fields as structured metadata.
+        max_line_bytes: longer lines are truncated to valid JSON with a marker.
+        spool_dir: where to spool (default: one folder per URL and tenant in the
+            user cache directory).
+        **engine_options: passed to :class:`DeliveryEngine` (``max_batch_bytes``,
+            ``batch_wait_s``, ``retry_start_s``, ``retry_factor``, ``retry_max_s``,
+            ``timeout_s``, ``flush_timeout_s``, ``max_queue_bytes``,
+            ``max_spool_bytes``, ...).
+
+    Raises:
+        ValueError: a bad URL, label, or engine option (the message names it).
+        TypeError: an option of the wrong type.
+    """
+
+    name = "loki"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        program: str = "python",
+        labels: Mapping[str, Any] | None = None,
+        tenant_id: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        bearer_token: str | None = None,
+        verify: bool | str = True,
+        structured_metadata: bool = True,
+        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+        spool_dir: str | os.PathLike[str] | None = None,
+        **engine_options: Any,
+    ) -> None:
+        self.push_url, url_auth = normalize_push_url(url)
+        self._static_labels = validate_labels(labels)
+        self.program = program
+        if (
+            isinstance(max_line_bytes, bool)
+            or not isinstance(max_line_bytes, int)
+            or max_line_bytes < 1024
+        ):
+            raise ValueError(f"max_line_bytes: expected an int >= 1024, got {max_line_bytes!r}")
+        if not isinstance(verify, (bool, str)):
+            raise TypeError(
+                f"loki_verify: expected a bool or a CA bundle path, got {type(verify).__name__}"
+            )
+        if isinstance(verify, str) and not Path(verify).exists():
+            raise ValueError("loki_verify: the CA bundle file does not exist")
+        self.max_line_bytes = max_line_bytes
+        auth = (username, password or "") if username else url_auth
+        headers: dict[str, str] = {}
+        if tenant_id:
+            headers["X-Scope-OrgID"] = str(tenant_id)
+        if bearer_token:
+            if auth is not None:
+                raise ValueError(
+                    "loki_bearer_token: give either a bearer token or basic auth, not both"
+                )
+            headers["Authorization"] = f"Bearer {bearer_token}"
+        secrets = [s for s in (password, bearer_token, url_auth[1] if url_auth else None) if s]
+        if secrets:
+            from .._redact import register_secret
+
+            register_secret(*[s for s in secrets if len(s) >= 4])
+        max_batch = int(engine_options.pop("max_batch_bytes", 1024 * 1024))
+        if max_batch > 4 * 1024 * 1024 - 64 * 1024:
+            raise ValueError("max_batch_bytes: must stay well under Loki's 4 MiB push limit")
+        self._transport = LokiTransport(
+            self.push_url,
+            headers=headers,
+            auth=auth,
+            verify=verify,
+            max_batch_bytes=max_batch,
+            structured_metadata=structured_metadata,
+        )
+        self.structured_metadata = structured_metadata
+        self.spool_dir = (
+            Path(spool_dir) if spool_dir is not None else loki_spool_dir(self.push_url, tenant_id)
+        )
+        self.engine = DeliveryEngine(
+            "loki",
+            self._transport,
+            spool_dir=self.spool_dir,
+            max_batch_bytes=max_batch,
+            **engine_options,
+        )
+        self._label_cache: dict[tuple[Any, ...], bytes] = {}
+
+    def __repr__(self) -> str:
+        return f"<LokiSink {self.push_url} program={self.program!r}>"
+
+    def _labels_json(self, event: Mapping[str, Any]) -> bytes:
+        key = (event.get("level"), event.get("hostname"), event.get("rig_id"),
+               event.get("instrument_id"), event.get("pipeline_name"))  # fmt: skip
+        cached = self._label_cache.get(key)
+        if cached is None:
+            cached = orjson.dumps(loki_labels(event, self.program, self._static_labels))
+            if len(self._label_cache) < 1024:
+                self._label_cache[key] = cached
+        return cached
+
+    def push_event(self, event: Mapping[str, Any], line: bytes, ts_ns: int | None = None) -> None:
+        """Queue one rendered record for Loki; never blocks, never raises.
+
+        Args:
+            event: the redacted event.
+            line: its JSON line.
+            ts_ns: the entry's time in ns (default: the event's ``timestamp``).
+        """
+        try:
+            if ts_ns is None:
+                ts_ns = timestamp_ns(event)
+                if ts_ns is None:
+                    return
+            body = line[:-1] if line.endswith(b"\n") else line
+            if len(body) > self.max_line_bytes:
+                body = truncate_line(event, body, self.max_line_bytes)
+            meta = loki_metadata(event) if self.structured_metadata else None
+            self.engine.submit(encode_item(self._labels_json(event), ts_ns, meta, body))
+        except Exception:
+            self.engine._count_error("encode", RuntimeError("encoding failed"))
+
+    def handle_event(
+        self, event: Mapping[str, Any], line: bytes, record: logging.LogRecord
+    ) -> None:
+        """Sink interface: queue the record (records of our own worker threads are skipped)."""
+        if record.threadName and record.threadName.startswith(_INTERNAL_THREAD_PREFIX):
+            return  # requests/urllib3 logging from our own worker: never loop back
+        self.push_event(event, line, created_ns(record.created))
+
+    def counters(self) -> dict[str, Any]:
+        """The delivery counters: sent, retried, spooled, replayed, rejected, dropped, ..."""
+        stats = self.engine.stats()
+        return {
+            "sent": stats.sent,
+            "retried": stats.retried,
+            "spooled": stats.spooled,
+            "replayed": stats.replayed,
+            "rejected": dict(stats.rejected),
+            "dropped": dict(stats.dropped),
+            "queued": stats.queued,
+            "errors": stats.errors,
+        }
+
+    @property
+    def records_dropped(self) -> int:
+        """Records lost on purpose (only when the spool cap is hit)."""
+        return sum(self.engine.stats().dropped.values())
+
+    def flush(self, timeout_s: float | None = None) -> bool:
+        """Push everything queued within ``timeout_s``; True when nothing is left."""
+        return self.engine.flush(timeout_s)
+
+    def close(self, timeout_s: float | None = None) -> None:
+        """Flush within ``timeout_s``, spool the rest, stop the worker; idempotent."""
+        self.engine.close(timeout_s)
+        self._transport.close()
+
+
+class LokiHandler(logging.Handler):
+    """A stdlib handler that sends records to Loki (for use without ``setup_logging``).
+
+    Records are rendered exactly as ``setup_logging`` renders them (standard
+    fields, context, redaction) and sent by a :class:`LokiSink`.
+
+    Args:
+        url: Loki's base or push URL.
+        level: the handler's level.
+        static_fields: fields added to every record.
+        **options: passed to :class:`LokiSink` (``program``, ``labels``, auth, ...).
+    """
+
+    def __init__(self, url: str, level: int = logging.NOTSET, *,
+                 static_fields: Mapping[str, Any] | None = None, **options: Any) -> None:  # fmt: skip
+        super().__init__(level)
+        self.sink = LokiSink(url, **options)
+        self._renderer = Renderer(static_fields)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Render and queue the record; never raises, never blocks."""
+        try:
+            event, line = self._renderer.render(record)
+            self.sink.handle_event(event, line, record)
+        except Exception:
+            self.handleError(record)
+
+    def flush(self) -> None:
+        """Push what is queued (bounded by the sink's flush timeout)."""
+        self.sink.flush()
+
+    def close(self) -> None:
+        """Flush, spool what is left, and stop; idempotent."""
+        self.sink.close()
+        super().close()
+
+    def __repr__(self) -> str:
+        return f"<LokiHandler {self.sink.push_url}>"

@@ -1,0 +1,174 @@
+"""Loki's push API over HTTP: one batch of items -> one gzip'd JSON push.
+
+Answers are read as a real Loki 3 gives them (see the project's
+``facts-loki.md``): 204 is success; a 400 is a partial acceptance and is never
+resent; 429 and 5xx and connection errors are retried; a push too big for the
+server is split.
+"""
+
+from __future__ import annotations
+
+import gzip
+import re
+import threading
+from typing import Any
+
+import orjson
+
+from .._delivery import SendResult, describe_error
+from .._diagnostics import diagnose
+from ._encode import decode_item
+
+__all__ = ["LokiTransport"]
+
+_TOTAL_IGNORED_RE = re.compile(r"total ignored: (\d+) out of")
+_TOO_LARGE_RE = re.compile(
+    r"received message larger than max|request entity too large", re.IGNORECASE
+)
+_REASONS = (
+    ("too far behind", "too_far_behind"),
+    ("timestamp too old", "timestamp_too_old"),
+    ("timestamp too new", "timestamp_too_new"),
+    ("Max entry size", "line_too_long"),
+    ("structured metadata", "structured_metadata"),
+    ("label", "invalid_labels"),
+)
+#: After this many 429s in a row on one batch, split it (a push bigger than the
+#: tenant's burst is refused forever).
+SPLIT_AFTER_429 = 3
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None  # an HTTP date: use our own backoff
+    return seconds if seconds >= 0 else None
+
+
+class LokiTransport:
+    """Send batches of Loki items to ``push_url``.
+
+    Args:
+        push_url: the full ``/loki/api/v1/push`` URL (no credentials in it).
+        headers: extra headers (tenant, bearer token); kept out of every message.
+        auth: basic-auth ``(user, password)`` or None.
+        verify: TLS verification: True, False or a CA bundle path.
+        max_batch_bytes: the engine never builds a larger batch.
+        structured_metadata: send structured metadata (turned off for good after
+            a server refuses it).
+        gzip_level: the compression level (1: cheapest; see facts-loki).
+    """
+
+    def __init__(
+        self,
+        push_url: str,
+        *,
+        headers: dict[str, str],
+        auth: tuple[str, str] | None,
+        verify: bool | str,
+        max_batch_bytes: int,
+        structured_metadata: bool = True,
+        gzip_level: int = 1,
+    ) -> None:
+        import requests
+
+        self.push_url = push_url
+        self.max_batch_bytes = max_batch_bytes
+        self.structured_metadata = structured_metadata
+        self._gzip_level = gzip_level
+        self._session = requests.Session()
+        self._session.headers.update(headers)
+        self._session.headers["Content-Type"] = "application/json"
+        self._session.headers["Content-Encoding"] = "gzip"
+        self._session.auth = auth
+        self._session.verify = verify
+        self._requests = requests
+        self._consecutive_429 = 0
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"<LokiTransport {self.push_url}>"
+
+    def body(self, batch: list[bytes]) -> bytes:
+        """The JSON push body for a batch (streams in first-seen order)."""
+        streams: dict[str, tuple[dict[str, str], list[list[Any]]]] = {}
+        with_meta = self.structured_metadata
+        for item in batch:
+            try:
+                labels, ts, meta, line = decode_item(item)
+            except Exception:
+                continue  # not ours (a corrupt spool item): skip it, never crash
+            key = orjson.dumps(labels, option=orjson.OPT_SORT_KEYS).decode()
+            stream = streams.get(key)
+            if stream is None:
+                stream = streams[key] = (labels, [])
+            stream[1].append([ts, line, meta] if (with_meta and meta) else [ts, line])
+        return orjson.dumps({"streams": [{"stream": s, "values": v} for s, v in streams.values()]})
+
+    def send(self, batch: list[bytes], timeout_s: float) -> SendResult:
+        """Push one batch; see the module docstring for how answers are read."""
+        payload = gzip.compress(self.body(batch), compresslevel=self._gzip_level)
+        try:
+            response = self._session.post(self.push_url, data=payload, timeout=timeout_s)
+        except self._requests.RequestException as exc:
+            return SendResult.retry(f"connection: {describe_error(exc)}")
+        status = response.status_code
+        text = response.text[:4000] if status >= 300 else ""
+        if status < 300:
+            self._consecutive_429 = 0
+            return SendResult.ok()
+        if status == 429:
+            self._consecutive_429 += 1
+            if self._consecutive_429 >= SPLIT_AFTER_429 and len(batch) > 1:
+                self._consecutive_429 = 0
+                return SendResult.too_large("rate limited: push larger than the burst?")
+            return SendResult.retry(
+                "429 rate limited", _retry_after(response.headers.get("Retry-After"))
+            )
+        self._consecutive_429 = 0
+        if status == 413 or _TOO_LARGE_RE.search(text):
+            return SendResult.too_large(f"{status} push too large")
+        if (
+            status == 400
+            and self.structured_metadata
+            and "structured metadata" in text
+            and "disallowed" in text
+        ):
+            # An older Loki: send without structured metadata from now on.
+            self.structured_metadata = False
+            diagnose(
+                "loki:metadata", "Loki refused structured metadata; sending without it from now on"
+            )
+            return self.send(batch, timeout_s)
+        if status == 400:
+            return SendResult.reject(_count_rejected(text, len(batch)), _reason(text))
+        if status in (408,) or status >= 500:
+            return SendResult.retry(
+                f"{status} {text[:80]}", _retry_after(response.headers.get("Retry-After"))
+            )
+        # 401/403/404...: the server will not take these; they stay in the file.
+        diagnose(f"loki:{status}", f"Loki answered {status}: {text[:200]}")
+        return SendResult.reject(len(batch), f"http_{status}")
+
+    def close(self) -> None:
+        """Close the HTTP session."""
+        self._session.close()
+
+
+def _count_rejected(text: str, size: int) -> int:
+    totals = [int(n) for n in _TOTAL_IGNORED_RE.findall(text)]
+    if totals:
+        count = sum(totals)
+    else:
+        count = sum(1 for line in text.splitlines() if line.strip())
+    return max(1, min(size, count))
+
+
+def _reason(text: str) -> str:
+    for needle, reason in _REASONS:
+        if needle in text:
+            return reason
+    return "bad_request"

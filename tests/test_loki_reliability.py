@@ -1,0 +1,211 @@
+"""Loki reliability with real subprocesses: every way a program ends, SIGKILL, fork, outages."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+from aind_log_utils.testing import LokiReceiver, read_jsonl
+
+PROGRAM = """
+import logging, os, sys, time
+from aind_log_utils import setup_logging
+url, log_path, spool, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+session = setup_logging("reliability", console=False, log_file=log_path, loki_url=url,
+                        loki_options={{"spool_dir": spool, "batch_wait_s": 0.05, "retry_start_s": 0.05,
+                                      "retry_max_s": 0.5, "timeout_s": 2.0}})
+log = logging.getLogger("prog")
+for i in range(n):
+    log.info("line %d", i)
+{ending}
+"""
+
+
+@pytest.fixture
+def receiver() -> Iterator[LokiReceiver]:
+    with LokiReceiver(rate_limit_bytes_s=None, discover_service_name=False) as server:
+        yield server
+
+
+def start(receiver: LokiReceiver, tmp_path: Path, ending: str, n: int = 2000, name: str = "prog",
+          url: str | None = None) -> tuple[subprocess.Popen[bytes], Path]:  # fmt: skip
+    script = tmp_path / f"{name}.py"
+    script.write_text(PROGRAM.format(ending=textwrap.dedent(ending)))
+    log_path = tmp_path / f"{name}.jsonl"
+    proc = subprocess.Popen(
+        [sys.executable, str(script), url or receiver.url, str(log_path), str(tmp_path / "spool"), str(n)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    return proc, log_path
+
+
+def messages_in_loki(receiver: LokiReceiver) -> Counter[str]:
+    return Counter(orjson.loads(line)["message"] for line in receiver.lines())
+
+
+def assert_loki_has_the_file(receiver: LokiReceiver, log_path: Path) -> None:
+    file_messages = Counter(r["message"] for r in read_jsonl(log_path))
+    assert receiver.wait_for(sum(file_messages.values()), 20)
+    assert messages_in_loki(receiver) == file_messages  # every line, exactly once
+
+
+@pytest.mark.parametrize(
+    ("ending", "code"),
+    [("", 0), ("sys.exit(4)", 4), ("raise RuntimeError('boom')", 1)],
+    ids=["normal-exit", "sys-exit", "uncaught-exception"],
+)
+def test_nothing_lost_at_exit(
+    receiver: LokiReceiver, tmp_path: Path, ending: str, code: int
+) -> None:
+    proc, log_path = start(receiver, tmp_path, ending)
+    assert proc.wait(timeout=60) == code
+    assert_loki_has_the_file(receiver, log_path)
+    assert messages_in_loki(receiver)["Stopping"] == 1
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_nothing_lost_on_sigterm(receiver: LokiReceiver, tmp_path: Path) -> None:
+    proc, log_path = start(
+        receiver, tmp_path, "print('ready', flush=True)\nwhile True: time.sleep(0.05)"
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == -signal.SIGTERM
+    assert_loki_has_the_file(receiver, log_path)
+    assert messages_in_loki(receiver)["Stopping"] == 1
+
+
+def test_lines_spooled_during_an_outage_are_replayed_by_the_next_start(
+    receiver: LokiReceiver, tmp_path: Path
+) -> None:
+    receiver.go_away()
+    proc, log_path = start(receiver, tmp_path, "", n=3000, name="first")
+    assert proc.wait(timeout=60) == 0  # exit is not held by the absent server
+    assert receiver.requests == 0
+    receiver.come_back()
+    proc2, log2 = start(receiver, tmp_path, "", n=10, name="second")
+    assert proc2.wait(timeout=60) == 0
+    expected = Counter(r["message"] for r in read_jsonl(log_path)) + Counter(
+        r["message"] for r in read_jsonl(log2)
+    )
+    assert receiver.wait_for(sum(expected.values()), 30)
+    assert messages_in_loki(receiver) == expected
+    assert not list((tmp_path / "spool").glob("*.spool"))  # replayed files are deleted
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")
+def test_sigkill_loses_at_most_what_was_not_yet_spooled(
+    receiver: LokiReceiver, tmp_path: Path
+) -> None:
+    receiver.go_away()
+    proc, log_path = start(
+        receiver, tmp_path, "print('logged', flush=True)\ntime.sleep(60)", n=5000, name="killed"
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == b"logged"
+    proc.kill()
+    proc.wait(timeout=30)
+    receiver.come_back()
+    proc2, _ = start(receiver, tmp_path, "", n=0, name="next")
+    assert proc2.wait(timeout=60) == 0
+    deadline = time.monotonic() + 20
+    written = Counter(
+        r["message"] for r in read_jsonl(log_path) if r["message"].startswith("line ")
+    )
+
+    def arrived_lines() -> Counter[str]:
+        return Counter(m for m in messages_in_loki(receiver).elements() if m.startswith("line "))
+
+    while time.monotonic() < deadline and sum(arrived_lines().values()) < sum(written.values()):
+        time.sleep(0.05)  # polling the receiver with a deadline
+    arrived = arrived_lines()
+    lost = sum((written - arrived).values())
+    print(
+        f"SIGKILL: {sum(written.values())} lines written, {sum(arrived.values())} arrived, {lost} lost"
+    )
+    # The server was away, so every record had gone to the spool (one write each)
+    # before the kill: all of them arrive, none twice.
+    assert max(arrived.values(), default=1) == 1
+    assert lost == 0
+
+
+def test_forked_child_lines_arrive_and_parent_lines_are_not_duplicated(
+    receiver: LokiReceiver, tmp_path: Path
+) -> None:
+    ending = """
+    receiver_stalled = os.environ.get("STALL")
+    pid = os.fork()
+    if pid == 0:
+        for i in range(300):
+            log.info("child %d", i)
+        session.close()
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    for i in range(300):
+        log.info("parent-after %d", i)
+    """
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork")
+    proc, log_path = start(receiver, tmp_path, ending, n=300)
+    assert proc.wait(timeout=60) == 0
+    records = read_jsonl(log_path)
+    expected = Counter(r["message"] for r in records)
+    assert receiver.wait_for(sum(expected.values()), 20)
+    arrived = messages_in_loki(receiver)
+    assert arrived == expected
+    assert all(arrived[f"child {i}"] == 1 for i in range(300))
+    assert all(arrived[f"line {i}"] == 1 for i in range(300))
+
+
+def test_fifty_thousand_lines_across_a_ten_second_outage(
+    receiver: LokiReceiver, tmp_path: Path
+) -> None:
+    script = tmp_path / "steady.py"
+    script.write_text(
+        textwrap.dedent("""
+        import logging, sys, time
+        from aind_log_utils import setup_logging
+        url, log_path, spool = sys.argv[1:4]
+        s = setup_logging("steady", console=False, log_file=log_path, send_start_log=False, loki_url=url,
+                          loki_options={"spool_dir": spool, "batch_wait_s": 0.1, "retry_start_s": 0.1,
+                                        "retry_max_s": 1.0, "timeout_s": 2.0})
+        log = logging.getLogger("steady")
+        start = time.monotonic()
+        for i in range(50_000):
+            log.info("n %d", i)
+            # 50,000 lines over ~20 s, so the 10 s outage falls in the middle.
+            ahead = i / 2500 - (time.monotonic() - start)
+            if ahead > 0:
+                time.sleep(ahead)
+            if i == 12_500:
+                print("quarter", flush=True)
+        s.close(timeout_s=60)
+    """)
+    )
+    proc = subprocess.Popen([sys.executable, str(script), receiver.url, str(tmp_path / "s.jsonl"), str(tmp_path / "sp")],
+                            stdout=subprocess.PIPE)  # fmt: skip
+    assert proc.stdout is not None and proc.stdout.readline().strip() == b"quarter"
+    receiver.go_away()
+    outage_ends = threading.Event()
+
+    def end_outage() -> None:
+        receiver.come_back()
+        outage_ends.set()
+
+    timer = threading.Timer(10.0, end_outage)
+    timer.start()
+    assert proc.wait(timeout=180) == 0
+    assert outage_ends.wait(30)
+    assert receiver.wait_for(50_000, 60)
+    arrived = messages_in_loki(receiver)
+    assert len(arrived) == 50_000 and max(arrived.values()) == 1
