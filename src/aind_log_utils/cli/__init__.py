@@ -35,6 +35,7 @@ from ._common import (
     EXIT_OK,
     EXIT_PROBLEMS,
     EXIT_USAGE,
+    quiet_stdout,
 )
 from ._dashboard import grafana_dashboard
 from ._push import push
@@ -127,8 +128,8 @@ def run(argv: Sequence[str] | None = None) -> int:
     except (click.exceptions.Abort, KeyboardInterrupt):
         click.echo(f"{where}: interrupted", err=True)
         return EXIT_INTERRUPTED
-    except BrokenPipeError:
-        _quiet_stdout()  # the reader (head, less) is gone: stop quietly
+    except BrokenPipeError:  # the reader (head, less) is gone: stop quietly
+        quiet_stdout()
         return EXIT_OK
     except Exception as exc:
         if os.environ.get("AIND_LOG_DEBUG"):
@@ -142,18 +143,8 @@ def run(argv: Sequence[str] | None = None) -> int:
     try:
         sys.stdout.flush()
     except BrokenPipeError:
-        _quiet_stdout()
+        quiet_stdout()
     return result if isinstance(result, int) else EXIT_OK
-
-
-def _quiet_stdout() -> None:
-    # Python flushes stdout again at exit; point it at devnull so that flush
-    # cannot fail a second time and print "Exception ignored ...".
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):
-        pass
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:

@@ -9,15 +9,16 @@ reported to the caller, never raised.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import gzip
 import os
 import re
 import sys
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import IO, Any, TypeVar, cast
 
 import click
 import orjson
@@ -37,7 +38,11 @@ __all__ = [
     "format_duration",
     "parse_event",
     "parse_timestamp",
+    "quiet_stdout",
+    "stops_on_broken_pipe",
 ]
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 #: Success: the command did what was asked (``view`` even when some lines are not JSON).
 EXIT_OK = 0
@@ -275,3 +280,36 @@ def format_duration(seconds: float | None) -> str:
 def escape(text: str) -> str:
     """Escape control characters so that a value can never move the cursor or recolour."""
     return re.sub(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]", lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def quiet_stdout() -> None:
+    """Point stdout at devnull once its reader is gone (``| head``).
+
+    Python flushes stdout again at exit; this keeps that flush from failing a
+    second time and printing "Exception ignored ...".
+    """
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+def stops_on_broken_pipe(func: F) -> F:
+    """Make a command stop quietly with exit 0 when its output is closed early.
+
+    Click would exit 1 there; but ``aind-log view big.jsonl | head`` did what the
+    user asked.
+    """
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            result = func(*args, **kwargs)
+            sys.stdout.flush()
+            return result
+        except BrokenPipeError:
+            quiet_stdout()
+            return EXIT_OK
+
+    return cast(F, wrapper)

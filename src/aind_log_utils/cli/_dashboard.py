@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from .._grafana import build_dashboard
-from ._common import EXIT_OK, CliError
+from ._common import EXIT_OK, CliError, stops_on_broken_pipe
 from ._output import dumps_json
 
 __all__ = ["grafana_dashboard"]
@@ -23,6 +23,7 @@ __all__ = ["grafana_dashboard"]
     "--output", "-o", type=click.Path(dir_okay=False, writable=True, path_type=Path),
     help="Write to this file instead of standard output.",
 )  # fmt: skip
+@stops_on_broken_pipe
 def grafana_dashboard(title: str, uid: str, output: Path | None) -> int:
     """Print a Grafana dashboard (JSON) for the logs the Loki sink sends.
 

@@ -94,8 +94,12 @@ def service_name_for(path: str) -> str:
     help="A static stream label, as the live sink's loki_labels (repeat; env AIND_LOKI_LABELS "
     "as name=value,name=value).",
 )  # fmt: skip
-@click.option("--tenant-id", envvar="AIND_LOKI_TENANT_ID", help="X-Scope-OrgID (env AIND_LOKI_TENANT_ID).")
-@click.option("--username", envvar="AIND_LOKI_USERNAME", help="Basic auth user (env AIND_LOKI_USERNAME).")
+@click.option(
+    "--tenant-id", envvar="AIND_LOKI_TENANT_ID", help="X-Scope-OrgID (env AIND_LOKI_TENANT_ID)."
+)
+@click.option(
+    "--username", envvar="AIND_LOKI_USERNAME", help="Basic auth user (env AIND_LOKI_USERNAME)."
+)
 @click.option(
     "--password", envvar="AIND_LOKI_PASSWORD",
     help="Basic auth password; prefer the env AIND_LOKI_PASSWORD to the command line.",
@@ -106,7 +110,9 @@ def service_name_for(path: str) -> str:
 )  # fmt: skip
 @click.option("--no-verify", is_flag=True, help="Do not verify the server's TLS certificate.")
 @click.option(
-    "--ca-bundle", type=click.Path(exists=True, dir_okay=False), help="Verify TLS with this CA bundle."
+    "--ca-bundle",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Verify TLS with this CA bundle.",
 )
 @click.option(
     "--timeout", "timeout_s", default=120.0, show_default=True, type=click.FloatRange(min=0.1),
@@ -238,7 +244,9 @@ def _replay_spool(options: SinkOptions, spool_dir: Path, timeout_s: float, bar: 
         sink.close(0.0)
         bar.stop()
     counts = totals(sink.counters())
-    text = f"{counts['replayed']:,} of {items:,} spooled record(s) delivered to Loki from {spool_dir}"
+    text = (
+        f"{counts['replayed']:,} of {items:,} spooled record(s) delivered to Loki from {spool_dir}"
+    )
     for reason, count in counts["rejected"].items():
         text += f"; {count:,} refused by Loki ({reason})"
     if gave_up:

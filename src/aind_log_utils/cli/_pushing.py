@@ -183,7 +183,9 @@ def drain(
         if finished:
             return True
         now = time.monotonic()
-        progress = counts["sent"] + sum(counts["rejected"].values()) + sum(counts["dropped"].values())
+        progress = (
+            counts["sent"] + sum(counts["rejected"].values()) + sum(counts["dropped"].values())
+        )
         if progress != moved:
             moved, since, told = progress, now, False
         elif now - since > timeout_s:

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from ._common import EXIT_OK, CliError, escape, format_duration
+from ._common import EXIT_OK, CliError, escape, format_duration, stops_on_broken_pipe
 from ._output import STATUS_STYLES, console, dumps_json
 
 __all__ = ["runs"]
@@ -45,6 +45,7 @@ def _runtime(run: dict[str, Any]) -> float | None:
     help="Show only runs with this status (repeat for several).",
 )  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array for machines.")
+@stops_on_broken_pipe
 def runs(base_dir: Path, recursive: bool, statuses: tuple[str, ...], as_json: bool) -> int:
     """List the run directories under BASE_DIR: status, start, runtime, failure reason.
 

@@ -20,6 +20,7 @@ from ._common import (
     format_duration,
     parse_event,
     parse_timestamp,
+    stops_on_broken_pipe,
 )
 from ._output import LEVEL_STYLES, STATUS_STYLES, console, dumps_json
 
@@ -128,6 +129,7 @@ def _clock(stamp: Any) -> str:
     help="Show at most this many canonical lines (the latest) and errors (the first).",
 )  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object for machines.")
+@stops_on_broken_pipe
 def summary(paths: tuple[str, ...], limit: int, as_json: bool) -> int:
     """Summarise logs: the canonical lines, records per level, the errors.
 

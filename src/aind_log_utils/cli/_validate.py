@@ -9,13 +9,15 @@ import click
 import orjson
 
 from ._checks import check_record
-from ._common import EXIT_OK, EXIT_PROBLEMS, LineReader, escape, expand_inputs
+from ._common import EXIT_OK, EXIT_PROBLEMS, LineReader, escape, expand_inputs, stops_on_broken_pipe
 from ._output import dumps_json
 
 __all__ = ["validate"]
 
 
-def _line_problems(raw: bytes, complete: bool, require_acquisition: bool) -> list[tuple[str | None, str]]:
+def _line_problems(
+    raw: bytes, complete: bool, require_acquisition: bool
+) -> list[tuple[str | None, str]]:
     """The problems of one line, as ``(field or None, sentence)`` pairs."""
     if not raw.strip():
         return [(None, "empty line (JSON Lines holds one record per line)")]
@@ -42,6 +44,7 @@ def _line_problems(raw: bytes, complete: bool, require_acquisition: bool) -> lis
     help="Require acquisition_name on every record (for the logs of an acquisition).",
 )  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON report for machines.")
+@stops_on_broken_pipe
 def validate(paths: tuple[str, ...], acquisition: bool, as_json: bool) -> int:
     """Check every line against the AIND logging standard.
 
@@ -89,7 +92,9 @@ def validate(paths: tuple[str, ...], acquisition: bool, as_json: bool) -> int:
         if reader.error:
             file_problems += 1
             if as_json:
-                problems.append({"file": path, "line": None, "field": None, "problem": reader.error})
+                problems.append(
+                    {"file": path, "line": None, "field": None, "problem": reader.error}
+                )
             else:
                 out.write(f"{escape(path)}: {reader.error}\n")
         summaries.append(

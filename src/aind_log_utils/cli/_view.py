@@ -11,7 +11,15 @@ from typing import IO, Any, BinaryIO, TextIO
 import click
 
 from .._console import format_text
-from ._common import EXIT_OK, Line, LineReader, escape, expand_inputs, parse_event
+from ._common import (
+    EXIT_OK,
+    Line,
+    LineReader,
+    escape,
+    expand_inputs,
+    parse_event,
+    stops_on_broken_pipe,
+)
 from ._filters import RecordFilter, parse_level, parse_since, parse_where
 from ._output import use_colour
 
@@ -34,9 +42,9 @@ class _Printer:
         self.shown = 0
         self.bad = 0
 
-    def header(self, path: str, note: str = "") -> None:
+    def header(self, path: str) -> None:
         if self.headers and not self.as_json:
-            text = f"==> {escape(path)}{note} <=="
+            text = f"==> {escape(path)} <=="
             self.out.write(f"{_DIM}{text}{_RESET}\n" if self.colour else text + "\n")
 
     def record(self, raw: bytes, event: dict[str, Any]) -> None:
@@ -61,7 +69,9 @@ class _Printer:
             self.out.write(shown)
 
     def note(self, path: str, message: str) -> None:
+        self.flush()
         sys.stderr.write(f"aind-log view: {escape(path)}: {message}\n")
+        sys.stderr.flush()
 
     def flush(self) -> None:
         if self.as_json:
@@ -70,7 +80,12 @@ class _Printer:
 
 
 def _show(
-    printer: _Printer, path: str, lines: Iterable[Line], keep: RecordFilter, *, hold_last: bool = False
+    printer: _Printer,
+    path: str,
+    lines: Iterable[Line],
+    keep: RecordFilter,
+    *,
+    hold_last: bool = False,
 ) -> bytes:
     """Show the lines; with ``hold_last``, return an unfinished last line instead."""
     for line in lines:
@@ -99,7 +114,7 @@ class _Tail:
         except OSError:
             stat = None  # moved away: read what is left of the open file
         if stat is not None and stat.st_size < self.handle.tell() and stat.st_ino == self.inode:
-            printer.header(self.path, " (truncated: reading from the start)")
+            printer.note(self.path, "truncated: reading it from the start")
             self.handle.seek(0)
             self.pending, self.lineno = b"", 0
         data = self.handle.read()
@@ -107,7 +122,7 @@ class _Tail:
             self.handle.close()  # rotated: the old file is finished, follow the new one
             self.handle = open(self.path, "rb")  # noqa: SIM115 - kept open while following
             self.inode, self.pending, self.lineno = stat.st_ino, b"", 0
-            printer.header(self.path, " (replaced: reading the new file)")
+            printer.note(self.path, "replaced: reading the new file")
             data = self.handle.read()
         if not data:
             return []
@@ -136,12 +151,17 @@ class _Tail:
     help="Show only records from WHEN on: a duration back from now (30s, 15m, 2h, 1d) or "
     "a UTC date or time (2026-02-09, 2026-02-09T21:00:00Z).",
 )  # fmt: skip
-@click.option("--follow", "-f", is_flag=True, help="Keep reading files as they grow (Ctrl-C stops).")
-@click.option("--json", "as_json", is_flag=True, help="Print the matching lines as they are (JSON).")
+@click.option(
+    "--follow", "-f", is_flag=True, help="Keep reading files as they grow (Ctrl-C stops)."
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the matching lines as they are (JSON)."
+)
 @click.option(
     "--color/--no-color", "colour", default=None,
     help="Colour the output (default: on a terminal, unless NO_COLOR is set).",
 )  # fmt: skip
+@stops_on_broken_pipe
 def view(  # noqa: PLR0917 - click passes every option
     paths: tuple[str, ...],
     level: str | None,
@@ -212,4 +232,3 @@ def view(  # noqa: PLR0917 - click passes every option
                 time.sleep(POLL_INTERVAL_S)
     except KeyboardInterrupt:  # the way to stop following
         return EXIT_OK
-
