@@ -22,12 +22,16 @@ __version__ = "0.3.0.dev0"
 __all__ = [
     "JsonFormatter",
     "LoggingSession",
+    "LokiHandler",
     "RunDirectory",
+    "RunReader",
     "__version__",
     "bind_context",
     "canonical",
     "clear_context",
+    "current_canonical",
     "get_context",
+    "list_runs",
     "log",
     "log_context",
     "redact",
@@ -50,15 +54,20 @@ _LAZY: dict[str, tuple[str, str]] = {
     "log": (".log", ""),
     "RunDirectory": ("._rundir", "RunDirectory"),
     "canonical": ("._canonical", "canonical"),
+    "current_canonical": ("._canonical", "current_canonical"),
+    "RunReader": ("._rundir", "RunReader"),
+    "list_runs": ("._rundir", "list_runs"),
+    "LokiHandler": ("._loki", "LokiHandler"),
 }
 
 if TYPE_CHECKING:
     from . import log
-    from ._canonical import canonical
+    from ._canonical import canonical, current_canonical
     from ._context import bind_context, clear_context, get_context, log_context, unbind_context
     from ._formatter import JsonFormatter
+    from ._loki import LokiHandler
     from ._redact import redact, register_secret
-    from ._rundir import RunDirectory
+    from ._rundir import RunDirectory, RunReader, list_runs
     from ._session import LoggingSession
     from ._setup import setup_logging
 

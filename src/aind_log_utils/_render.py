@@ -185,6 +185,7 @@ class Renderer:
         self._rename = dict(rename_fields or {})
         self._prefix = prefix.encode("utf-8")
         self._ts_cache: tuple[int, str] = (-1, "")
+        self._last: tuple[logging.LogRecord, dict[str, Any], bytes] | None = None
 
     @property
     def static_fields(self) -> Mapping[str, Any]:
@@ -215,9 +216,16 @@ class Renderer:
         Returns:
             The redacted event dict and the JSON line (UTF-8, ending in newline).
         """
+        last = self._last
+        if last is not None and last[0] is record:
+            # The same record through a second handler sharing this renderer (a
+            # session and an open RunDirectory): render once, not twice.
+            return last[1], last[2]
         try:
             event = self.collect(record)
-            return event, self.serialize(event)
+            line = self.serialize(event)
+            self._last = (record, event, line)
+            return event, line
         except Exception as exc:  # last resort: still one valid line
             event = {
                 "timestamp": format_timestamp(time.time()),
