@@ -25,6 +25,14 @@ NETWORK_OPTIONS: dict[str, str] = {
     "loki_bearer_token": "AIND_LOKI_BEARER_TOKEN",
     "loki_verify": "AIND_LOKI_VERIFY",
     "loki_options": "AIND_LOKI_OPTIONS",
+    "sipe_url": "AIND_SIPE_URL",
+    "sipe_level": "AIND_SIPE_LEVEL",
+    "sipe_options": "AIND_SIPE_OPTIONS",
+    "cloudwatch": "AIND_LOG_CLOUDWATCH",
+    "cloudwatch_log_group": "AIND_CLOUDWATCH_LOG_GROUP",
+    "cloudwatch_log_stream": "AIND_CLOUDWATCH_LOG_STREAM",
+    "cloudwatch_region": "AIND_CLOUDWATCH_REGION",
+    "cloudwatch_options": "AIND_CLOUDWATCH_OPTIONS",
 }
 
 
@@ -54,7 +62,7 @@ def _verify(value: Any) -> bool | str:
     raise TypeError(f"loki_verify: expected a bool or a CA bundle path, got {type(value).__name__}")
 
 
-def _options(value: Any) -> dict[str, Any]:
+def _options(value: Any, name: str = "loki_options") -> dict[str, Any]:
     if value is None:
         return {}
     if isinstance(value, str):
@@ -63,10 +71,31 @@ def _options(value: Any) -> dict[str, Any]:
         try:
             value = orjson.loads(value)
         except orjson.JSONDecodeError:
-            raise ValueError("loki_options: expected a JSON object of delivery options") from None
+            raise ValueError(f"{name}: expected a JSON object of delivery options") from None
     if not isinstance(value, Mapping):
-        raise TypeError(f"loki_options: expected a mapping, got {type(value).__name__}")
+        raise TypeError(f"{name}: expected a mapping, got {type(value).__name__}")
     return dict(value)
+
+
+def _in_code_ocean() -> bool:
+    import os
+
+    return bool(os.environ.get("CO_CAPSULE_ID") or os.environ.get("CO_COMPUTATION_ID"))
+
+
+def _cloudwatch_wanted(value: Any) -> bool:
+    """``cloudwatch``: True/False, or None for 0.2.x's default (on inside Code Ocean with boto3)."""
+    if isinstance(value, str):
+        value = parse_bool("cloudwatch", value)
+    if value is None:
+        if not _in_code_ocean():
+            return False
+        import importlib.util
+
+        return importlib.util.find_spec("boto3") is not None
+    if not isinstance(value, bool):
+        raise TypeError(f"cloudwatch: expected True, False or None, got {type(value).__name__}")
+    return value
 
 
 def build_network_sinks(

@@ -15,7 +15,7 @@ from ._config import env_values, load_config_file, parse_bool
 from ._console import ConsoleSink
 from ._dispatch import DispatchHandler
 from ._file import JsonlFileSink
-from ._network import NETWORK_OPTIONS
+from ._network import NETWORK_OPTIONS, build_network_sinks
 from ._render import Renderer
 from ._session import LoggingSession, _replace_active
 from ._sink import Sink
@@ -167,6 +167,14 @@ def setup_logging(
     loki_bearer_token: str | None = None,
     loki_verify: bool | str | None = None,
     loki_options: Mapping[str, Any] | None = None,
+    sipe_url: str | None = None,
+    sipe_level: int | str | None = None,
+    sipe_options: Mapping[str, Any] | None = None,
+    cloudwatch: bool | None = None,
+    cloudwatch_log_group: str | None = None,
+    cloudwatch_log_stream: str | None = None,
+    cloudwatch_region: str | None = None,
+    cloudwatch_options: Mapping[str, Any] | None = None,
     **kwargs: Any,
 ) -> LoggingSession:
     """Turn every stdlib log record into one AIND-standard JSON line, everywhere.
@@ -226,6 +234,23 @@ def setup_logging(
         loki_options: delivery options (``batch_wait_s``, ``max_batch_bytes``,
             ``retry_start_s``, ``retry_factor``, ``retry_max_s``, ``timeout_s``,
             ``max_queue_bytes``, ``max_spool_bytes``, ``spool_dir``, ...).
+        sipe_url: send records to the legacy SIPE log server (``http://host:port``,
+            ``tcp://host:port`` or ``host:port``; port 9000 by default; env
+            ``AIND_SIPE_URL``). Records above INFO always go; INFO and below only
+            with ``extra={"weblog": True}``.
+        sipe_level: records at or above this level always go to SIPE (default
+            WARNING; env ``AIND_SIPE_LEVEL``).
+        sipe_options: delivery options for the SIPE sink (as ``loki_options``).
+        cloudwatch: send records to CloudWatch Logs (needs the ``cloudwatch``
+            extra). None: on inside Code Ocean when boto3 is installed, as 0.2.x;
+            False: off (env ``AIND_LOG_CLOUDWATCH``).
+        cloudwatch_log_group: default ``aind/internal_logs`` (env
+            ``AIND_CLOUDWATCH_LOG_GROUP``).
+        cloudwatch_log_stream: default ``CO_CAPSULE_ID`` (env
+            ``AIND_CLOUDWATCH_LOG_STREAM``).
+        cloudwatch_region: the AWS region (env ``AIND_CLOUDWATCH_REGION``; default:
+            boto3's configuration).
+        cloudwatch_options: delivery options for the CloudWatch sink.
         **kwargs: 0.2.x's deprecated aliases ``mouse_id`` and ``session_name``;
             anything else is warned about and ignored.
 
@@ -262,6 +287,10 @@ def setup_logging(
         "loki_url": loki_url, "loki_labels": loki_labels, "loki_tenant_id": loki_tenant_id,
         "loki_username": loki_username, "loki_password": loki_password,
         "loki_bearer_token": loki_bearer_token, "loki_verify": loki_verify, "loki_options": loki_options,
+        "sipe_url": sipe_url, "sipe_level": sipe_level, "sipe_options": sipe_options,
+        "cloudwatch": cloudwatch, "cloudwatch_log_group": cloudwatch_log_group,
+        "cloudwatch_log_stream": cloudwatch_log_stream, "cloudwatch_region": cloudwatch_region,
+        "cloudwatch_options": cloudwatch_options,
     }  # fmt: skip
     if kwargs:
         warnings.warn(
@@ -350,10 +379,7 @@ def setup_logging(
         if path is not None:
             built.append(JsonlFileSink(path))
         net_options = {k: merged[k] for k in NETWORK_OPTIONS if merged.get(k) is not None}
-        if net_options:
-            from ._network import build_network_sinks
-
-            built.extend(build_network_sinks(net_options, program=program, fields=static))
+        built.extend(build_network_sinks(net_options, program=program, fields=static))
         built.extend(sinks)
     except BaseException:
         for sink in built:
