@@ -50,11 +50,11 @@ def _labels(items: tuple[str, ...]) -> dict[str, str]:
     return labels
 
 
-def default_spool_dir() -> Path:
-    """The Loki sink's spool directory: the user cache dir's ``spool/loki``."""
-    import platformdirs
+def default_spool_dir(url: str, tenant_id: str | None) -> Path:
+    """The live Loki sink's spool directory for this Loki URL and tenant."""
+    from .._loki import loki_spool_dir, normalize_push_url
 
-    return platformdirs.user_cache_path("aind-log-utils", appauthor=False) / "spool" / "loki"
+    return loki_spool_dir(normalize_push_url(url)[0], tenant_id)
 
 
 def service_name_for(path: str) -> str:
@@ -82,7 +82,7 @@ def service_name_for(path: str) -> str:
 )  # fmt: skip
 @click.option(
     "--spool-dir", type=click.Path(file_okay=False, path_type=Path),
-    help="The spool directory (default: the Loki sink's, in the user cache directory).",
+    help="The spool directory (default: the live Loki sink's for this URL and tenant).",
 )  # fmt: skip
 @click.option(
     "--service-name", metavar="NAME",
@@ -177,7 +177,9 @@ def push(  # noqa: PLR0917 - click passes every option
     )
     bar = Progress(progress)
     if from_spool:
-        return _replay_spool(options, spool_dir or default_spool_dir(), timeout_s, bar)
+        return _replay_spool(
+            options, spool_dir or default_spool_dir(url, tenant_id or None), timeout_s, bar
+        )
     files = expand_inputs(paths)
     results: list[Mapping[str, Any]] = []
     for path in files:
@@ -201,6 +203,8 @@ def _describe(result: Mapping[str, Any]) -> str:
         extras.append(f"{result['retried']} attempt(s) retried")
     if result["skipped"]:
         extras.append(f"{result['skipped']:,} line(s) not JSON skipped")
+    if result["no_timestamp"]:
+        extras.append(f"{result['no_timestamp']:,} record(s) without a readable timestamp skipped")
     for reason, count in result["rejected"].items():
         extras.append(f"{count:,} refused by Loki ({reason})")
     for reason, count in result["dropped"].items():

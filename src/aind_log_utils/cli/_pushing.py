@@ -207,38 +207,52 @@ def _position(reader: LineReader) -> float | None:
         return None
 
 
+def program_of(event: Mapping[str, Any], default: str) -> str:
+    """The live sink's ``service_name`` for a record: the program that wrote it.
+
+    ``setup_logging`` names the program after ``process_name``, else
+    ``software_name``, else the script; both fields are on every record it writes.
+    """
+    for name in ("process_name", "software_name"):
+        value = event.get(name)
+        if isinstance(value, str) and value.strip():
+            return value
+    return default
+
+
 def push_file(
     path: str, options: SinkOptions, *, program: str, timeout_s: float, bar: Progress
 ) -> dict[str, Any]:
-    """Push one file's records through a fresh Loki sink, in chunks.
+    """Push one file's records through Loki sinks (one per program), in chunks.
 
     Args:
         path: the file (``-``: standard input).
         options: the connection options.
-        program: the name for records that name no program.
+        program: the ``service_name`` for records that name no program.
         timeout_s: give up after this long with nothing taken.
         bar: the progress bar.
 
     Returns:
         ``path``, ``lines`` read, ``records`` submitted, ``delivered``, ``skipped``
-        (not JSON), ``retried``, ``rejected`` and ``dropped`` (reason -> count),
-        ``gave_up``, ``damaged`` (a truncated gzip, else ""), ``timeout_s``.
+        (not JSON), ``no_timestamp``, ``retried``, ``rejected`` and ``dropped``
+        (reason -> count), ``gave_up``, ``damaged`` (a truncated gzip, else ""),
+        ``timeout_s``.
 
     Raises:
         CliError: the file cannot be opened, or the sink refused an option.
     """
+    from .._loki import timestamp_ns
+
     reader = LineReader(path)
     try:
         size = os.path.getsize(path) if path != "-" else None
     except OSError:
         size = None
-    sink = make_sink(options, program=program)
+    sinks: dict[str, Any] = {}
+    group = _SinkGroup(sinks)
     bar.start(size, Path(path).name if path != "-" else "stdin")
-    records = skipped = pending = pending_bytes = 0
+    records = skipped = no_timestamp = pending = pending_bytes = 0
     gave_up = False
-
-    def flushed() -> bool:
-        return bool(sink.flush(_WAIT_S))
 
     def position() -> float | None:
         return _position(reader)
@@ -252,26 +266,35 @@ def push_file(
                 if event is None:
                     skipped += 1
                     continue
+                if timestamp_ns(event) is None:
+                    no_timestamp += 1  # Loki needs a time; the sink would drop it unseen
+                    continue
+                name = program_of(event, program)
+                sink = sinks.get(name)
+                if sink is None:
+                    sink = sinks[name] = make_sink(options, program=name)
                 sink.push_event(event, line.raw)
                 records += 1
                 pending += 1
                 pending_bytes += len(line.raw)
                 if pending >= CHUNK_RECORDS or pending_bytes >= CHUNK_BYTES:
                     pending = pending_bytes = 0
-                    if not drain(sink, bar, timeout_s, done=flushed, completed=position):
+                    if not drain(group, bar, timeout_s, done=group.flushed, completed=position):
                         gave_up = True
                         break
             if not gave_up:
-                gave_up = not drain(sink, bar, timeout_s, done=flushed, completed=position)
+                gave_up = not drain(group, bar, timeout_s, done=group.flushed, completed=position)
     finally:
-        sink.close(0.0 if gave_up else 5.0)
-    counts = totals(sink.counters())
+        for sink in sinks.values():
+            sink.close(0.0 if gave_up else 5.0)
+    counts = totals(group.counters())
     return {
         "path": path,
         "lines": reader.lineno,
         "records": records,
         "delivered": counts["sent"],
         "skipped": skipped,
+        "no_timestamp": no_timestamp,
         "retried": counts["retried"],
         "rejected": counts["rejected"],
         "dropped": counts["dropped"],
@@ -279,6 +302,31 @@ def push_file(
         "damaged": reader.error or "",
         "timeout_s": timeout_s,
     }
+
+
+class _SinkGroup:
+    """Several sinks (one per program) waited on and counted as one."""
+
+    def __init__(self, sinks: dict[str, Any]) -> None:
+        self.sinks = sinks
+
+    def flushed(self) -> bool:
+        if not self.sinks:
+            return True
+        share = _WAIT_S / len(self.sinks)
+        return all([bool(sink.flush(share)) for sink in self.sinks.values()])
+
+    def counters(self) -> dict[str, Any]:
+        merged: dict[str, Any] = {"sent": 0, "retried": 0, "spooled": 0, "replayed": 0,
+                                  "rejected": {}, "dropped": {}}  # fmt: skip
+        for sink in self.sinks.values():
+            counts = totals(sink.counters())
+            for name in ("sent", "retried", "spooled", "replayed"):
+                merged[name] += counts[name]
+            for name in ("rejected", "dropped"):
+                for reason, count in counts[name].items():
+                    merged[name][reason] = merged[name].get(reason, 0) + count
+        return merged
 
 
 def count_spool(spool_dir: Path) -> tuple[list[Path], int]:
