@@ -217,7 +217,7 @@ class RunReader:
                 try:
                     with numpy.load(bundle) as archive:
                         keys.extend(f"{bundle.stem}:{key}" for key in archive.files)
-                except Exception:  # noqa: S112 - an unreadable bundle lists no keys
+                except Exception:  # an unreadable bundle lists no keys
                     continue
         return sorted(keys)
 
