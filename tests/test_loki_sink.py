@@ -303,3 +303,34 @@ def test_debug_chatter_of_our_own_worker_never_loops(
     loggers = {orjson.loads(line)["logger"] for line in receiver.lines()}
     assert loggers == {"app"}  # urllib3's records from our worker thread were not sent
     assert len(receiver.lines()) == 50
+
+
+def test_a_429_storm_loses_nothing(receiver: LokiReceiver, tmp_path: Path) -> None:
+    receiver.set_mode("error429")
+    session = session_to(receiver, tmp_path)
+    for i in range(3000):
+        logging.getLogger("storm").info("storm %d", i)
+    assert receiver.wait_for_requests(3, 10)  # several pushes refused with 429
+    receiver.set_mode("ok")
+    assert session.flush(30)
+    session.close()
+    messages = [orjson.loads(line)["message"] for line in receiver.lines()]
+    assert sorted(messages) == sorted(f"storm {i}" for i in range(3000))
+    assert receiver.status_counts[429] >= 3
+
+
+def test_default_rate_limit_a_13_mb_burst_is_delivered_in_full_before_exit(tmp_path: Path) -> None:
+    # Loki's defaults: 4 MiB/s with a 6 MiB burst. 13 MB cannot go in one breath:
+    # pushes get 429s, are retried with backoff, and still all arrive before exit.
+    with LokiReceiver(discover_service_name=False) as loki:
+        session = setup_logging(
+            "burst", console=False, log_file=False, send_start_log=False, handle_sigterm=False,
+            loki_url=loki.url, loki_options={"spool_dir": str(tmp_path / "s"), "batch_wait_s": 0.05},
+        )  # fmt: skip
+        pad = "x" * 520
+        lines = 22_000  # ~600 bytes each: ~13 MB
+        for i in range(lines):
+            logging.getLogger("burst").info("b %d", i, extra={"pad": pad})
+        session.close(timeout_s=30)
+        assert len(loki.entries()) == lines
+        assert sum(len(e.line) for e in loki.entries()) > 13_000_000
