@@ -201,8 +201,20 @@ def view(  # noqa: PLR0917 - click passes every option
         as_json=as_json,
         headers=len(files) > 1,
     )
-    tails: list[_Tail] = []
     readers = [LineReader(path) for path in files]  # every file opens, or nothing is shown
+    try:
+        return _view_files(printer, files, readers, keep, follow=follow)
+    except KeyboardInterrupt:
+        if follow:
+            return EXIT_OK  # Ctrl-C is the way to stop following, even mid-file
+        raise
+
+
+def _view_files(
+    printer: _Printer, files: list[str], readers: list[LineReader], keep: RecordFilter, *, follow: bool
+) -> int:
+    """Show every file, then (with ``follow``) what is added to them, until Ctrl-C."""
+    tails: list[_Tail] = []
     for path, reader in zip(files, readers, strict=True):
         printer.header(path)
         followed = follow and not reader.gzip and path != "-"
@@ -217,18 +229,15 @@ def view(  # noqa: PLR0917 - click passes every option
         printer.flush()
     if not tails:
         return EXIT_OK
-    try:
-        while True:
-            got = False
-            for tail in tails:
-                lines = tail.poll(printer)
-                if lines:
-                    got = True
-                    if len(tails) > 1:
-                        printer.header(tail.path)
-                    _show(printer, tail.path, lines, keep)
-                    printer.flush()
-            if not got:
-                time.sleep(POLL_INTERVAL_S)
-    except KeyboardInterrupt:  # the way to stop following
-        return EXIT_OK
+    while True:
+        got = False
+        for tail in tails:
+            lines = tail.poll(printer)
+            if lines:
+                got = True
+                if len(tails) > 1:
+                    printer.header(tail.path)
+                _show(printer, tail.path, lines, keep)
+                printer.flush()
+        if not got:
+            time.sleep(POLL_INTERVAL_S)
