@@ -18,34 +18,34 @@ start, the files of gone writers are replayed BEFORE this process's own items,
 oldest writer first, each writer's items in its own submission order (what its
 close() spooled sorts before what its overflow spooled later). :meth:`flush` waits
 for this engine's own items only, not for that replay.
+
+This module is the engine's public surface and lifecycle: construction, the
+caller's side (submit, flush, close, stats), the exit hook and fork safety. The
+worker thread's side is :mod:`._worker`, the shared state and counters
+:mod:`._state`, the checking of the constructor's arguments :mod:`._params`.
 """
 
 from __future__ import annotations
 
 import atexit
 import functools
-import math
 import os
-import random
-import re
 import threading
 import time
 import weakref
-from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
 from .._diagnostics import diagnose
 from . import _spool
-from ._transport import DeliveryStats, SendOutcome, SendResult, Transport, describe_error
+from ._params import check_engine_args, default_spool_dir, float_param, int_param, transport_limit
+from ._transport import DeliveryStats, Transport
+from ._worker import RETRY_AFTER_CAP_S, EngineWorker
 
-__all__ = ["DeliveryEngine"]
+__all__ = ["RETRY_AFTER_CAP_S", "DeliveryEngine"]
 
 _MIB = 1024 * 1024
-#: A server's Retry-After above this is clamped (a misconfigured proxy must not
-#: silence a sink for hours; the spool holds the records meanwhile).
-RETRY_AFTER_CAP_S = 600.0
 
 _engines: weakref.WeakSet[DeliveryEngine] = weakref.WeakSet()
 
@@ -65,31 +65,7 @@ def _close_at_exit(ref: Callable[[], DeliveryEngine | None]) -> None:
         engine.close()
 
 
-def _int_param(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
-    return value
-
-
-def _float_param(name: str, value: object, minimum: float, *, strict: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    number = float(value)
-    if not math.isfinite(number) or number < minimum or (strict and number == minimum):
-        raise ValueError(
-            f"{name} must be a finite number {'>' if strict else '>='} {minimum:g}, got {value!r}"
-        )
-    return number
-
-
-def _transport_limit(transport: object, attr: str) -> int | None:
-    value = getattr(transport, attr, None)
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
-
-
-class DeliveryEngine:
+class DeliveryEngine(EngineWorker):
     """Moves opaque items from the caller's thread to a transport, in batches.
 
     Args:
@@ -148,47 +124,30 @@ class DeliveryEngine:
         spool: bool = True,
         replay_on_start: bool = True,
     ) -> None:
-        if not isinstance(name, str):
-            raise TypeError(f"name must be a str, got {type(name).__name__}")
-        if not name.strip():
-            raise ValueError("name must be a non-empty str")
-        if not callable(getattr(transport, "send", None)):
-            raise TypeError(
-                f"transport must have a send(batch, timeout_s) method, got {type(transport).__name__}"
-            )
-        for flag_name, flag in (("spool", spool), ("replay_on_start", replay_on_start)):
-            if not isinstance(flag, bool):
-                raise TypeError(f"{flag_name} must be a bool, got {type(flag).__name__}")
-        if spool_dir is not None and not isinstance(spool_dir, (str, os.PathLike)):
-            raise TypeError(
-                f"spool_dir must be a str, a path or None, got {type(spool_dir).__name__}"
-            )
-        self._max_queue_bytes = _int_param("max_queue_bytes", max_queue_bytes, 1)
-        self._max_queue_records = _int_param("max_queue_records", max_queue_records, 1)
-        batch_bytes = _int_param("max_batch_bytes", max_batch_bytes, 1)
-        batch_records = _int_param("max_batch_records", max_batch_records, 1)
-        self._batch_wait_s = _float_param("batch_wait_s", batch_wait_s, 0)
-        self._retry_start_s = _float_param("retry_start_s", retry_start_s, 0, strict=True)
-        self._retry_factor = _float_param("retry_factor", retry_factor, 1)
-        self._retry_max_s = _float_param("retry_max_s", retry_max_s, self._retry_start_s)
-        self._timeout_s = _float_param("timeout_s", timeout_s, 0, strict=True)
-        self._flush_timeout_s = _float_param("flush_timeout_s", flush_timeout_s, 0)
+        check_engine_args(name, transport, spool, replay_on_start, spool_dir)
+        self._max_queue_bytes = int_param("max_queue_bytes", max_queue_bytes, 1)
+        self._max_queue_records = int_param("max_queue_records", max_queue_records, 1)
+        batch_bytes = int_param("max_batch_bytes", max_batch_bytes, 1)
+        batch_records = int_param("max_batch_records", max_batch_records, 1)
+        self._batch_wait_s = float_param("batch_wait_s", batch_wait_s, 0)
+        self._retry_start_s = float_param("retry_start_s", retry_start_s, 0, strict=True)
+        self._retry_factor = float_param("retry_factor", retry_factor, 1)
+        self._retry_max_s = float_param("retry_max_s", retry_max_s, self._retry_start_s)
+        self._timeout_s = float_param("timeout_s", timeout_s, 0, strict=True)
+        self._flush_timeout_s = float_param("flush_timeout_s", flush_timeout_s, 0)
         min_spool = len(_spool.MAGIC) + _spool.FRAME_OVERHEAD + 1
-        self._max_spool_bytes = _int_param("max_spool_bytes", max_spool_bytes, min_spool)
+        self._max_spool_bytes = int_param("max_spool_bytes", max_spool_bytes, min_spool)
         self._max_batch_bytes = min(
-            batch_bytes, _transport_limit(transport, "max_batch_bytes") or batch_bytes
+            batch_bytes, transport_limit(transport, "max_batch_bytes") or batch_bytes
         )
         self._max_batch_records = min(
-            batch_records, _transport_limit(transport, "max_batch_records") or batch_records
+            batch_records, transport_limit(transport, "max_batch_records") or batch_records
         )
         self.name = name
         self._transport = transport
         self._spool_enabled = spool
         if spool_dir is None:
-            import platformdirs
-
-            cache = platformdirs.user_cache_path("aind-log-utils", appauthor=False)
-            spool_dir = cache / "spool" / re.sub(r"[^A-Za-z0-9._-]", "_", name)
+            spool_dir = default_spool_dir(name)
         #: Where this engine's spool segments live.
         self.spool_dir = Path(spool_dir)
         self._closed = False
@@ -200,33 +159,6 @@ class DeliveryEngine:
         atexit.register(self._atexit_hook)
         with self._lock:
             self._ensure_worker()
-
-    def _init_state(self) -> None:
-        # Everything that a fork must re-create: locks, queue, spool writer, counters.
-        self._lock = threading.RLock()  # re-entrant: a signal handler may log mid-submit
-        self._work = threading.Condition(self._lock)  # wakes the worker
-        self._idle = threading.Condition(self._lock)  # wakes flush()/close()
-        self._close_lock = threading.Lock()
-        self._queue: deque[bytes] = deque()
-        self._queue_bytes = 0
-        self._head_seq = 0  # submission number of self._queue[0]
-        self._oldest_at = 0.0  # when the queue last went from empty to not empty
-        self._seq = 0
-        self._inflight: list[bytes] = []  # the memory batch being sent
-        self._inflight_done = 0
-        self._inflight_seq = 0
-        self._spilling = False  # True: new items go to the spool, behind the older ones
-        self._spool = _spool.Spool(self.spool_dir, max_bytes=self._max_spool_bytes, label=self.name)
-        self._not_before = 0.0
-        self._backoff_s = 0.0
-        self._failures = 0
-        self._flush_waiters = 0
-        self._closing = False
-        self._stop = self._closed
-        self._worker: threading.Thread | None = None
-        self._sent = self._retried = self._spooled = self._replayed = self._errors = 0
-        self._rejected: dict[str, int] = {}
-        self._dropped: dict[str, int] = {}
 
     def _reinit_after_fork(self) -> None:
         # The parent still owns its queue, batch and spool files: forget them all.
@@ -296,34 +228,6 @@ class DeliveryEngine:
                     self._spool_or_drop(item, self._seq, "queue_full")
         except Exception as exc:
             self._count_error("submit", exc)
-
-    def _spool_or_drop(self, item: bytes, seq: int, reason: str) -> None:
-        why = self._spool.append(item, seq) if self._spool_enabled else reason
-        if why is None:
-            self._spooled += 1
-        else:
-            self._errors += why == "spool_error"
-            self._drop(why, 1)
-
-    def _drop(self, reason: str, count: int) -> None:
-        self._dropped[reason] = self._dropped.get(reason, 0) + count
-        diagnose(
-            f"{self.name}:dropped:{reason}", f"{self.name}: dropped {count} record(s): {reason}"
-        )
-
-    def _count_error(self, where: str, exc: BaseException) -> None:
-        try:
-            with self._lock:
-                self._errors += 1
-            diagnose(
-                f"{self.name}:error:{where}",
-                f"{self.name}: internal error in {where}: {describe_error(exc)}",
-            )
-        except Exception:
-            pass
-
-    def _pending(self) -> int:
-        return len(self._queue) + len(self._inflight) - self._inflight_done + int(self._spilling)
 
     def stats(self) -> DeliveryStats:
         """Return a consistent snapshot of the counters.
@@ -450,203 +354,3 @@ class DeliveryEngine:
 
     def __repr__(self) -> str:
         return f"<DeliveryEngine {self.name!r} queued={len(self._queue)} closed={self._closed}>"
-
-    # ---- the worker's side --------------------------------------------------
-    def _run(self) -> None:
-        if self._replay_pending:
-            self._replay_pending = False
-            try:
-                self._replay_orphans()
-            except Exception as exc:
-                self._count_error("replay", exc)
-        while True:
-            try:
-                job = self._next_job()
-                if job is None:
-                    return
-                items, path = job
-                if path is None:
-                    if not self._deliver(items, from_memory=True):
-                        return
-                elif not self._replay(path):
-                    return
-            except Exception as exc:  # a bug must not kill the worker
-                self._count_error("worker", exc)
-                with self._lock:
-                    self._not_before = time.monotonic() + self._retry_start_s
-
-    def _next_job(self) -> tuple[list[bytes], Path | None] | None:
-        with self._lock:
-            while not self._stop:
-                if self._inflight_done < len(self._inflight):  # only after a caught bug
-                    return self._inflight[self._inflight_done :], None
-                now = time.monotonic()
-                if self._queue:
-                    if (
-                        self._closing
-                        or self._flush_waiters
-                        or len(self._queue) >= self._max_batch_records
-                        or self._queue_bytes >= self._max_batch_bytes
-                        or now - self._oldest_at >= self._batch_wait_s
-                    ):
-                        return self._take_batch(), None
-                    self._work.wait(self._oldest_at + self._batch_wait_s - now)
-                elif self._spilling:
-                    if self._spool.writer.records:
-                        self._spool.rotate(fsync=False)  # read back at once: no need to sync
-                    if self._spool.own:
-                        return [], self._spool.own.popleft()
-                    self._spilling = False
-                else:
-                    self._idle.notify_all()
-                    self._work.wait()
-            return None
-
-    def _take_batch(self) -> list[bytes]:
-        queue, total = self._queue, 0
-        batch: list[bytes] = []
-        while queue and len(batch) < self._max_batch_records:
-            size = len(queue[0])
-            if batch and total + size > self._max_batch_bytes:
-                break
-            batch.append(queue.popleft())
-            total += size
-        self._queue_bytes -= total
-        self._inflight, self._inflight_done, self._inflight_seq = batch, 0, self._head_seq
-        self._head_seq += len(batch)
-        return batch
-
-    def _send(self, part: list[bytes]) -> SendResult:
-        try:
-            result = self._transport.send(part, self._timeout_s)
-        except Exception as exc:
-            with self._lock:
-                self._errors += 1
-            return SendResult.retry(describe_error(exc))
-        if not isinstance(result, SendResult):
-            with self._lock:
-                self._errors += 1
-            return SendResult.retry(f"transport returned {type(result).__name__}, not SendResult")
-        return result
-
-    def _deliver(self, items: list[bytes], *, from_memory: bool) -> bool:
-        """Send ``items`` (in order) until every one is taken; False once stopped."""
-        parts: deque[list[bytes]] = deque([items] if items else [])
-        while parts:
-            part = parts[0]
-            with self._lock:
-                while not self._stop and (wait := self._not_before - time.monotonic()) > 0:
-                    self._work.wait(wait)
-                if self._stop:
-                    return False
-            result = self._send(part)
-            with self._lock:
-                outcome, taken = result.outcome, 0
-                if outcome is SendOutcome.RETRY:
-                    self._retry_later(result)
-                    if from_memory and self._spool_enabled:
-                        # The server is away: this batch and the queue go to disk,
-                        # where a SIGKILL cannot take them; the spool is retried.
-                        self._spill(parts)
-                        return True
-                elif outcome is SendOutcome.SPLIT and len(part) > 1:
-                    half = len(part) // 2
-                    parts.popleft()
-                    parts.extendleft((part[half:], part[:half]))
-                else:
-                    rejected = len(part) if outcome is SendOutcome.SPLIT else 0
-                    if outcome is SendOutcome.REJECTED:
-                        rejected = min(result.rejected, len(part))
-                    if rejected:
-                        self._rejected[result.reason] = (
-                            self._rejected.get(result.reason, 0) + rejected
-                        )
-                        diagnose(
-                            f"{self.name}:rejected",
-                            f"{self.name}: server rejected {rejected} record(s): {result.reason}",
-                        )
-                    taken = len(part)
-                    self._sent += taken - rejected
-                    if not from_memory:
-                        self._replayed += taken - rejected
-                    parts.popleft()
-                    if self._failures:
-                        diagnose(f"{self.name}:recovered", f"{self.name}: delivering again")
-                    self._failures, self._backoff_s, self._not_before = 0, 0.0, 0.0
-                if self._stop:
-                    return False  # close() has spooled the batch already
-                if from_memory and taken:
-                    self._inflight_done += taken
-                    if self._inflight_done >= len(self._inflight):
-                        self._inflight, self._inflight_done = [], 0
-                self._idle.notify_all()
-        return True
-
-    def _retry_later(self, result: SendResult) -> None:
-        self._retried += 1
-        self._failures += 1
-        self._backoff_s = min(
-            self._retry_max_s,
-            self._retry_start_s if self._failures == 1 else self._backoff_s * self._retry_factor,
-        )
-        delay = random.uniform(0.0, self._backoff_s)  # full jitter
-        if result.retry_after_s is not None:
-            delay = max(delay, min(result.retry_after_s, RETRY_AFTER_CAP_S))
-        self._not_before = time.monotonic() + delay
-        if self._failures == 1 or self._failures % 10 == 0:
-            diagnose(
-                f"{self.name}:retry",
-                f"{self.name}: delivery failed ({result.reason}); attempt {self._failures}, "
-                f"retrying in {delay:.1f}s; {len(self._queue) + len(self._inflight)} record(s) in memory",
-            )
-
-    def _spill(self, parts: deque[list[bytes]]) -> None:
-        """The server is away: move what waits in memory to the spool, and spool from now on.
-
-        Records in memory die with the process (SIGKILL, OOM, power); records in
-        the spool are replayed, by this process once the server answers or by
-        the next start. Order is kept: the rest of the in-flight batch, then the
-        queue, go into a segment of their own that is sent BEFORE any segment
-        spooled earlier (those hold newer items), and new items are spooled behind.
-        """
-        spool = self._spool
-        if spool.writer.records:
-            spool.rotate(fsync=False)  # newer items: they stay queued behind ours
-        seq = self._inflight_seq + self._inflight_done
-        for part in parts:
-            for item in part:
-                self._spool_or_drop(item, seq, "queue_full")
-                seq += 1
-        parts.clear()
-        self._inflight, self._inflight_done = [], 0
-        queue, seq = self._queue, self._head_seq
-        while queue:
-            self._spool_or_drop(queue.popleft(), seq, "queue_full")
-            seq += 1
-        self._queue_bytes = 0
-        self._head_seq = seq
-        path = spool.writer.rotate(fsync=False)
-        if path is not None:
-            spool.own.appendleft(path)
-        self._spilling = True
-
-    def _replay_orphans(self) -> None:
-        paths = self._spool.claim_orphans()
-        if paths:
-            diagnose(
-                f"{self.name}:replay",
-                f"{self.name}: replaying {len(paths)} spool file(s) from {self.spool_dir}",
-            )
-        for path in paths:
-            if not self._replay(path):
-                return
-
-    def _replay(self, path: Path) -> bool:
-        items = self._spool.read(path)
-        if items is None:  # unreadable or not a spool file: left where it is
-            return True
-        if not self._deliver(items, from_memory=False):
-            return False
-        with self._lock:
-            self._spool.remove(path)
-        return True
