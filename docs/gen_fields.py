@@ -22,7 +22,11 @@ PAGE = HERE / "fields.md"
 
 #: Fields the renderer puts on every record (not settable at setup): name, format, note.
 RECORD_FIELDS = (
-    ("timestamp", "ISO 8601 UTC, microseconds, ending in `Z`", "required; when the record was made"),
+    (
+        "timestamp",
+        "ISO 8601 UTC, microseconds, ending in `Z`",
+        "required; when the record was made",
+    ),
     ("level", "`DEBUG` `INFO` `WARNING` `ERROR` `CRITICAL`", "required"),
     ("message", "string", "required; the formatted message"),
     ("logger", "string", "the logger's name"),
@@ -106,7 +110,7 @@ def render() -> str:
         "scope with `log_context(...)` / `bind_context(...)`. They are checked at setup: a",
         "bad value raises `ValueError` naming the field. In Loki a field is a stream",
         "**label** (low cardinality, for selecting streams) or **structured metadata**",
-        "(high cardinality, for filtering with `| name=\"value\"`); the others are only",
+        '(high cardinality, for filtering with `| name="value"`); the others are only',
         "in the JSON line.",
         "",
         "| field | meaning | argument | environment | discovered from | in Loki |",

@@ -216,6 +216,7 @@ def test_every_query_parses_and_uses_only_what_the_sink_sends() -> None:
 
 def test_the_module_lists_match_the_loki_sink() -> None:
     from aind_log_utils import _loki as loki
+
     event = record(
         "m",
         hostname="vm",
@@ -286,16 +287,26 @@ def test_the_queries_select_the_right_lines_among_what_the_sink_stored(tmp_path:
     assert run("Errors", service_name="other") == ["no rig, no subject", "Stopping"]
     # the rig_id variable's own query lists the rigs of the chosen services
     rig_stream = next(
-        v["query"]["stream"] for v in build_dashboard()["templating"]["list"] if v["name"] == "rig_id"
+        v["query"]["stream"]
+        for v in build_dashboard()["templating"]["list"]
+        if v["name"] == "rig_id"
     )
-    rigs = {labels.get("rig_id") for labels, meta, _ in stored if selects(parse(rig_stream), labels, meta)}
+    rigs = {
+        labels.get("rig_id")
+        for labels, meta, _ in stored
+        if selects(parse(rig_stream), labels, meta)
+    }
     assert rigs == {"frg_1_a", None}
 
 
 def test_grafanas_own_logql_grammar_accepts_every_query(tmp_path: Path) -> None:
     lezer = os.environ.get("LEZER_LOGQL_DIR", "")
     node = shutil.which("node")
-    if not node or not lezer or not (Path(lezer) / "node_modules" / "@grafana" / "lezer-logql").is_dir():
+    if (
+        not node
+        or not lezer
+        or not (Path(lezer) / "node_modules" / "@grafana" / "lezer-logql").is_dir()
+    ):
         pytest.skip("needs node and @grafana/lezer-logql under $LEZER_LOGQL_DIR/node_modules")
     script = tmp_path / "check.cjs"
     script.write_text(

@@ -41,7 +41,10 @@ def loki() -> Iterator[LokiReceiver]:
 def _records(n: int, **fields: str) -> list[dict[str, object]]:
     # distinct, increasing timestamps within Loki's accepted window
     return [
-        {**record(f"record {i}", subject_id="123456", **fields), "timestamp": stamp(-600 + i * 1e-3)}
+        {
+            **record(f"record {i}", subject_id="123456", **fields),
+            "timestamp": stamp(-600 + i * 1e-3),
+        }
         for i in range(n)
     ]
 
@@ -70,18 +73,31 @@ def test_a_file_written_live_is_pushed_as_the_live_sink_sent_it(
         s.close()
         """
     )
-    subprocess.run([sys.executable, "-c", script], check=True, timeout=60, env={**os.environ, **cache_env})
+    subprocess.run(
+        [sys.executable, "-c", script], check=True, timeout=60, env={**os.environ, **cache_env}
+    )
     lines = log_file.read_bytes().splitlines()
     assert loki.wait_for(len(lines), timeout_s=10)
-    live = sorted((e.labels.items(), e.ts_ns, e.line, sorted((e.metadata or {}).items())) for e in loki.entries())
+    live = sorted(
+        (e.labels.items(), e.ts_ns, e.line, sorted((e.metadata or {}).items()))
+        for e in loki.entries()
+    )
     assert len(live) == len(lines)
 
-    result = run_cli("push", log_file, "--loki-url", loki.url, "--label", "team=ephys", env=cache_env)
+    result = run_cli(
+        "push", log_file, "--loki-url", loki.url, "--label", "team=ephys", env=cache_env
+    )
     assert result.returncode == 0, result.stderr
     assert f"{len(lines)} of {len(lines)} record(s) delivered" in result.stdout
     # Every entry was identical to one the live sink sent: Loki kept none twice.
     assert loki.dropped["duplicate"] == len(lines)
-    assert sorted((e.labels.items(), e.ts_ns, e.line, sorted((e.metadata or {}).items())) for e in loki.entries()) == live
+    assert (
+        sorted(
+            (e.labels.items(), e.ts_ns, e.line, sorted((e.metadata or {}).items()))
+            for e in loki.entries()
+        )
+        == live
+    )
     one = next(e for e in loki.entries() if orjson.loads(e.line)["message"] == "careful")
     assert one.labels == {"service_name": "capsule", "level": "WARNING", "hostname": one.labels["hostname"],
                           "rig_id": "frg_1_a", "team": "ephys"}  # fmt: skip
@@ -105,11 +121,17 @@ def test_pushing_the_same_file_twice_stores_nothing_twice(
 def test_gzip_bad_lines_and_a_torn_last_line(
     tmp_path: Path, loki: LokiReceiver, cache_env: dict[str, str]
 ) -> None:
-    path = write_jsonl(tmp_path / "a.jsonl.gz", [*_records(20), "garbage", {"level": "INFO", "message": "no time"}], gz=True)
+    path = write_jsonl(
+        tmp_path / "a.jsonl.gz",
+        [*_records(20), "garbage", {"level": "INFO", "message": "no time"}],
+        gz=True,
+    )
     torn = write_jsonl(tmp_path / "b.jsonl", _records(5, process_name="other"))
     with torn.open("ab") as handle:
         handle.write(b'{"timestamp": "20')
-    result = run_cli("push", path, torn, "--loki-url", loki.url, "--service-name", "svc", env=cache_env)
+    result = run_cli(
+        "push", path, torn, "--loki-url", loki.url, "--service-name", "svc", env=cache_env
+    )
     assert result.returncode == 0, result.stderr
     out = result.stdout.splitlines()
     assert out[0] == (
@@ -169,7 +191,9 @@ def _wait_for_text(lines: queue.Queue[str], text: str, timeout_s: float) -> list
     raise AssertionError(f"{text!r} not seen on stderr; saw {seen}")
 
 
-def test_an_outage_is_waited_out(tmp_path: Path, loki: LokiReceiver, cache_env: dict[str, str]) -> None:
+def test_an_outage_is_waited_out(
+    tmp_path: Path, loki: LokiReceiver, cache_env: dict[str, str]
+) -> None:
     path = write_jsonl(tmp_path / "a.jsonl", _records(2500))
     loki.go_away()  # connections refused, as a Loki being restarted
     proc = subprocess.Popen(

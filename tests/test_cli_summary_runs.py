@@ -74,7 +74,9 @@ def test_summary_of_a_file_counts_levels_and_lists_canonical_lines_and_errors(
     assert "Traceback" not in table.stderr
 
 
-def test_summary_limit_keeps_the_latest_canonical_lines_and_the_first_errors(tmp_path: Path) -> None:
+def test_summary_limit_keeps_the_latest_canonical_lines_and_the_first_errors(
+    tmp_path: Path,
+) -> None:
     path = write_jsonl(
         tmp_path / "a.jsonl",
         [record(f"unit {i}", event_type="stage_complete", status="success") for i in range(10)]

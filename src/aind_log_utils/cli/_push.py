@@ -64,6 +64,8 @@ def service_name_for(path: str) -> str:
     after its script, and ``setup_logging`` names the log file after the program,
     so the file's name (without ``.jsonl`` / ``.gz``) is the same name.
     """
+    if path == "-":
+        return "unknown_service"  # what Loki itself calls a stream without a name
     name = Path(path).name
     for suffix in (".gz", ".jsonl", ".ndjson", ".json", ".log"):
         name = name.removesuffix(suffix)

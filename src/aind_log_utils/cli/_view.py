@@ -211,7 +211,12 @@ def view(  # noqa: PLR0917 - click passes every option
 
 
 def _view_files(
-    printer: _Printer, files: list[str], readers: list[LineReader], keep: RecordFilter, *, follow: bool
+    printer: _Printer,
+    files: list[str],
+    readers: list[LineReader],
+    keep: RecordFilter,
+    *,
+    follow: bool,
 ) -> int:
     """Show every file, then (with ``follow``) what is added to them, until Ctrl-C."""
     tails: list[_Tail] = []
