@@ -1,0 +1,242 @@
+"""Spool segments: their names, their framing, writing them and reading them back.
+
+Layout: one directory per sink, holding *segments*. A segment is written by exactly
+one engine of one process and is named ``<host>-<pid>-<token>-<seq>.spool``
+(``token``: random hex, new for every engine and after every fork; ``seq``: the
+engine's submission number of the segment's first item, zero-padded, so that the
+segments of one writer sort in submission order). A segment starts with the 8-byte
+magic ``AINDSPL1`` and then holds frames::
+
+    4-byte big-endian length | 4-byte big-endian CRC32 of the payload | payload
+
+Writes are appended straight to the file descriptor (no user-space buffer), so a
+record survives a SIGKILL once :meth:`SpoolWriter.append` has returned; a frame torn
+by a crash or a full disk fails its length or CRC check and the reader stops there,
+keeping every intact record before it. Segments are fsynced when they rotate and
+when the engine flushes or closes.
+
+Which segments a process may replay is :mod:`._claims`' job; how much room they take,
+:mod:`._usage`'s.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import struct
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = [
+    "FRAME_OVERHEAD",
+    "MAGIC",
+    "MAX_RECORD_BYTES",
+    "SegmentData",
+    "SegmentName",
+    "SpoolWriter",
+    "read_segment",
+]
+
+MAGIC = b"AINDSPL1"
+_HEADER = struct.Struct(">II")
+#: Bytes added to each record on disk (length + CRC32).
+FRAME_OVERHEAD = _HEADER.size
+#: A length above this is garbage (a torn or foreign file), never a record.
+MAX_RECORD_BYTES = 64 * 1024 * 1024
+
+_SUFFIX = ".spool"
+_SEGMENT_RE = re.compile(r"^(?P<host>.+)-(?P<pid>\d+)-(?P<token>[0-9a-f]+)-(?P<seq>\d+)\.spool$")
+
+
+@dataclass(frozen=True)
+class SegmentName:
+    """The parts of a segment's file name.
+
+    Attributes:
+        host: the writer's sanitised host name.
+        pid: the writer's process id.
+        token: the writer engine's random token.
+        seq: the submission number of the segment's first item.
+    """
+
+    host: str
+    pid: int
+    token: str
+    seq: int
+
+    @property
+    def filename(self) -> str:
+        """The file name, ``<host>-<pid>-<token>-<seq>.spool``."""
+        return f"{self.host}-{self.pid}-{self.token}-{self.seq:016d}{_SUFFIX}"
+
+    @classmethod
+    def parse(cls, filename: str) -> SegmentName | None:
+        """Parse a segment file name (without any claim suffix).
+
+        Args:
+            filename: the base name.
+
+        Returns:
+            The parts, or None when the name is not a segment's.
+        """
+        m = _SEGMENT_RE.match(filename)
+        if m is None:
+            return None
+        return cls(m["host"], int(m["pid"]), m["token"], int(m["seq"]))
+
+
+def _encode_frame(item: bytes) -> bytes:
+    return _HEADER.pack(len(item), zlib.crc32(item)) + item
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+class SpoolWriter:
+    """Appends framed records to one writer's segments in a directory.
+
+    Not thread-safe: the engine calls it under its own lock. Nothing is buffered in
+    user space, so after a fork the child only has to close the descriptor
+    (:meth:`abandon`) and can never write the parent's data twice.
+
+    Args:
+        directory: the spool directory (created on the first write).
+        host: this host's sanitised name.
+        pid: this process's id.
+        token: this writer's random token.
+    """
+
+    def __init__(self, directory: Path, *, host: str, pid: int, token: str) -> None:
+        self.directory = directory
+        self._host, self._pid, self._token = host, pid, token
+        self._fd: int | None = None
+        #: The open segment, or None.
+        self.path: Path | None = None
+        #: Bytes in the open segment (0 when none is open).
+        self.size = 0
+        #: Records in the open segment.
+        self.records = 0
+
+    def append(self, item: bytes, seq: int) -> int:
+        """Append one record, opening a segment named after ``seq`` if none is open.
+
+        Args:
+            item: the record.
+            seq: the item's submission number.
+
+        Returns:
+            The bytes added to the directory (frame, plus the magic for a new file).
+
+        Raises:
+            OSError: the directory or file cannot be written; the open segment is
+                then closed, so a torn frame can only ever be a file's last one.
+        """
+        added = 0
+        if self._fd is None:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            path = self.directory / SegmentName(self._host, self._pid, self._token, seq).filename
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | getattr(os, "O_BINARY", 0)
+            self._fd = os.open(path, flags, 0o600)
+            self.path, self.size, self.records = path, 0, 0
+            added = len(MAGIC)
+            self._write(MAGIC)
+        frame = _encode_frame(item)
+        self._write(frame)
+        self.records += 1
+        return added + len(frame)
+
+    def _write(self, data: bytes) -> None:
+        assert self._fd is not None
+        try:
+            _write_all(self._fd, data)
+        except OSError:
+            self.rotate(fsync=False)
+            raise
+        self.size += len(data)
+
+    def sync(self) -> None:
+        """Fsync the open segment, if any (errors are ignored: best effort)."""
+        if self._fd is not None:
+            try:
+                os.fsync(self._fd)
+            except OSError:
+                pass
+
+    def rotate(self, *, fsync: bool) -> Path | None:
+        """Close the open segment; the next append starts a new one.
+
+        Args:
+            fsync: fsync the segment before closing it.
+
+        Returns:
+            The closed segment's path, or None when none was open.
+        """
+        if self._fd is None:
+            return None
+        if fsync:
+            self.sync()
+        try:
+            os.close(self._fd)
+        except OSError:
+            pass
+        path = self.path
+        self._fd, self.path, self.size, self.records = None, None, 0, 0
+        return path
+
+    def abandon(self) -> None:
+        """Close the descriptor without writing (in a forked child)."""
+        self.rotate(fsync=False)
+
+
+@dataclass(frozen=True)
+class SegmentData:
+    """What :func:`read_segment` found in a file.
+
+    Attributes:
+        items: the intact records, in file order.
+        size: the file's size in bytes.
+        ignored_bytes: bytes after the last intact record (a torn tail).
+        valid: False when the file does not start with the spool magic.
+    """
+
+    items: list[bytes]
+    size: int
+    ignored_bytes: int
+    valid: bool
+
+
+def read_segment(path: Path) -> SegmentData:
+    """Read every intact record of a segment, stopping at the first bad frame.
+
+    Args:
+        path: the segment file.
+
+    Returns:
+        The records and what was ignored.
+
+    Raises:
+        OSError: the file cannot be read.
+    """
+    data = path.read_bytes()
+    if len(data) < len(MAGIC):  # created, killed before the magic was written
+        return SegmentData([], len(data), len(data), MAGIC.startswith(data))
+    if not data.startswith(MAGIC):
+        return SegmentData([], len(data), len(data), False)
+    items: list[bytes] = []
+    pos, end = len(MAGIC), len(data)
+    while pos + FRAME_OVERHEAD <= end:
+        length, crc = _HEADER.unpack_from(data, pos)
+        stop = pos + FRAME_OVERHEAD + length
+        if length > MAX_RECORD_BYTES or stop > end:
+            break
+        payload = data[pos + FRAME_OVERHEAD : stop]
+        if zlib.crc32(payload) != crc:
+            break
+        items.append(payload)
+        pos = stop
+    return SegmentData(items, end, end - pos, True)
