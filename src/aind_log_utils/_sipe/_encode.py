@@ -1,0 +1,331 @@
+"""One record -> one SIPE frame: a 4-byte big-endian length and a pickled plain dict.
+
+The frame is what :meth:`logging.handlers.SocketHandler.makePickle` produces, so
+the log server (the logging cookbook's socket receiver) rebuilds a record from it
+with :func:`logging.makeLogRecord`. Unlike ``makePickle`` it is built from the
+redacted event, never from the record's own (unredacted) values, and it holds
+only ``str``, ``int``, ``float``, ``bool`` and ``None``: the server unpickles
+whatever it is sent, so nothing here may name a class.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import io
+import logging
+import math
+import operator
+import os
+import pickle
+import socket
+import struct
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from .._redact import redact
+
+__all__ = [
+    "PICKLE_PROTOCOL",
+    "SESSION_LOGGER",
+    "START_STOP",
+    "SipeEncoder",
+    "frame",
+    "plain",
+    "start_stop_message",
+]
+
+#: The level mpetk defines for start/stop lines (WARNING + 5).
+START_STOP = 35
+#: Protocol 2: every Python the server may run (2.3 onwards, all of 3) reads it,
+#: it names no class for our plain values, and it encodes a third faster than
+#: the stdlib SocketHandler's protocol 1.
+PICKLE_PROTOCOL = 2
+#: The logger the session's "Starting" / "Stopping" lines come from.
+SESSION_LOGGER = "aind_log_utils.session"
+
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+_LENGTH = struct.Struct(">L")
+#: The LogRecord attributes the cookbook receiver's formatters read, copied from
+#: the record (``msg``, ``exc_text`` and ``stack_info`` come from the event).
+RECORD_ATTRS: tuple[str, ...] = (
+    "name", "levelname", "levelno", "pathname", "filename", "module", "lineno",
+    "funcName", "created", "msecs", "relativeCreated", "thread", "threadName",
+    "process", "processName",
+)  # fmt: skip
+_get_record_attrs = operator.itemgetter(*RECORD_ATTRS)
+#: Keys that would break the record ``makeLogRecord`` rebuilds on the server: a
+#: LogRecord method (``getMessage``) is sent as ``extra_<key>``; ``exc_info`` and
+#: ``asctime`` (which the server's formatter derives) are left out.
+_SHADOWING = frozenset(k for k in dir(logging.LogRecord) if not k.startswith("__"))
+_DROPPED = frozenset({"asctime", "exc_info"})
+_UNKNOWN = frozenset({"", "undefined", "None", "none", "null"})
+
+
+def _register_start_stop() -> None:
+    # Never clobber a name the program (or mpetk) registered already.
+    if logging.getLevelName(START_STOP) == f"Level {START_STOP}" and not isinstance(
+        logging.getLevelName("START_STOP"), int
+    ):
+        logging.addLevelName(START_STOP, "START_STOP")
+
+
+_register_start_stop()
+
+
+def plain(value: Any) -> str | int | float | bool | None:
+    """Turn one (already redacted) value into a str, int, float, bool or None.
+
+    Lists and dicts become their JSON text; subclasses of the plain types (enums,
+    ``str`` subclasses) become the plain type, so the pickle never names a class.
+
+    Args:
+        value: a value of a redacted event.
+
+    Returns:
+        The plain value.
+    """
+    cls = type(value)
+    if cls in _PLAIN:
+        return value  # type: ignore[no-any-return]
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int):
+        return int.__index__(value)
+    if isinstance(value, float):
+        number = float.__float__(value)
+        return number if math.isfinite(number) else repr(number)
+    try:
+        text = orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS, default=_fallback).decode()
+    except Exception:
+        text = _fallback(value)
+    return text
+
+
+def _fallback(value: Any) -> str:
+    # Only for a type the renderer's redaction would not have left: redact again.
+    cleaned = redact(value)
+    return cleaned if type(cleaned) is str else repr(type(value).__name__)
+
+
+class _PlainPickler(pickle.Pickler):
+    """A pickler that refuses to name any class: only plain values get through.
+
+    The C pickler writes None, bools, ints, floats, str and the built-in
+    containers itself and asks ``reducer_override`` about anything else (a str
+    subclass, an enum, any object), which would otherwise be pickled as a
+    reference to its class. Raising there makes :func:`frame` fall back to
+    converting every value with :func:`plain`.
+    """
+
+    def reducer_override(self, obj: Any) -> Any:
+        raise _NotPlain(type(obj).__name__)
+
+
+class _NotPlain(TypeError):
+    """A value the frame must not carry as it is."""
+
+
+_local = threading.local()
+
+
+def _dumps(payload: dict[str, Any]) -> bytes:
+    # One pickler per thread, reused: a third cheaper than pickle.dumps. Fast mode
+    # (no memo) suits a flat dict of scalars.
+    pickler: pickle.Pickler
+    buffer: io.BytesIO
+    try:
+        pickler, buffer = _local.pickler
+    except AttributeError:
+        buffer = io.BytesIO()
+        pickler = _PlainPickler(buffer, PICKLE_PROTOCOL)
+        pickler.fast = True
+        _local.pickler = (pickler, buffer)
+    buffer.seek(0)
+    buffer.truncate()
+    try:
+        pickler.dump(payload)
+    except BaseException:
+        del _local.pickler  # never reuse a pickler an error interrupted
+        raise
+    return buffer.getvalue()
+
+
+def frame(payload: dict[str, Any]) -> bytes:
+    """Pickle a dict of plain values and put the 4-byte big-endian length in front.
+
+    A key or value that is not a plain ``str``/``int``/``float``/``bool``/``None``
+    (a list, a dict, a str subclass, any object) is converted with :func:`plain`
+    first, so the pickle never names a class.
+
+    Args:
+        payload: the record's attributes.
+
+    Returns:
+        The frame, exactly as ``SocketHandler.makePickle`` frames a record.
+    """
+    if not _PLAIN.issuperset(map(type, payload.values())):
+        payload = {k: plain(v) for k, v in payload.items()}
+    try:
+        data = _dumps(payload)
+    except _NotPlain:  # a key of a subclass of str, or a value that slipped through
+        data = _dumps({str(plain(k)): plain(v) for k, v in payload.items()})
+    return _LENGTH.pack(len(data)) + data
+
+
+def start_stop_message(action: str, log_session: str | None, user: str | None) -> str:
+    """The start/stop line the SIPE clients write.
+
+    Args:
+        action: ``"Start"`` or ``"Stop"``.
+        log_session: the session id (7 hex characters).
+        user: the Windows user id.
+
+    Returns:
+        ``"Action, Start, log_session, <id>, WinUserID, <user>,"``.
+    """
+    return f"Action, {action}, log_session, {log_session or ''}, WinUserID, {user or ''},"
+
+
+def new_log_session() -> str:
+    """A fresh 7-hex-character session id (md5 of time, host and pid, as 0.2.x)."""
+    seed = f"{time.time_ns()}{socket.gethostname()}{os.getpid()}".encode()
+    return hashlib.md5(seed, usedforsecurity=False).hexdigest()[:7]
+
+
+def _env(*names: str) -> str | None:
+    for name in names:
+        value = os.environ.get(name)
+        if value and value.strip() not in _UNKNOWN:
+            return value.strip()
+    return None
+
+
+def _known(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = plain(redact(value))
+    if not isinstance(text, str):
+        text = str(text)
+    return None if text.strip() in _UNKNOWN else text
+
+
+def _current_user() -> str | None:
+    try:
+        return getpass.getuser() or None
+    except Exception:  # no USER/LOGNAME and no pwd entry (containers)
+        return None
+
+
+class SipeEncoder:
+    """Builds SIPE frames for one program; configured once, used for every record.
+
+    The attributes the server's users rely on are always present (None when not
+    known, so ``record.rig_name`` never raises on the server):
+
+    - ``project``: the program's name;
+    - ``rig_id``: the event's ``rig_id`` (from ``aibs_comp_id`` by default);
+    - ``rig_name``: env ``aibs_rig_id``, else the rig id;
+    - ``comp_id``: env ``aibs_comp_id``, else the rig id;
+    - ``version``: the software version;
+    - ``hostname`` and ``log_session``.
+
+    Args:
+        program: the program's name.
+        fields: the session's static fields (``rig_id``, ``software_version``,
+            ``hostname``, ``log_session``, ``user_id`` are read from them).
+    """
+
+    def __init__(self, program: str, fields: Mapping[str, Any] | None = None) -> None:
+        fields = fields or {}
+        self.program = _known(program) or "python"
+        self.rig_name_env = _env("aibs_rig_id", "AIBS_RIG_ID")
+        self.comp_id_env = _env("aibs_comp_id", "AIBS_COMP_ID")
+        self.log_session = _known(fields.get("log_session")) or new_log_session()
+        self._user_id = _known(fields.get("user_id"))
+        self._user: str | None = None
+        self._user_known = False
+        self._defaults: dict[str, Any] = {
+            "hostname": _known(fields.get("hostname")) or socket.gethostname() or None,
+            "rig_id": _known(fields.get("rig_id")) or self.comp_id_env,
+            "software_version": _known(fields.get("software_version")),
+            "log_session": self.log_session,
+        }
+
+    @property
+    def defaults(self) -> Mapping[str, Any]:
+        """The values used when an event does not carry them."""
+        return self._defaults
+
+    def user(self, event: Mapping[str, Any]) -> str | None:
+        """The start/stop line's user: the ``user_id`` field, else the login name."""
+        user_id = event.get("user_id") or self._user_id
+        if user_id:
+            return str(plain(user_id))
+        if not self._user_known:
+            self._user, self._user_known = _current_user(), True
+        return self._user
+
+    def encode(
+        self,
+        event: Mapping[str, Any],
+        record: logging.LogRecord,
+        *,
+        message: str | None = None,
+        levelno: int | None = None,
+        levelname: str | None = None,
+        weblog: bool = False,
+    ) -> bytes:
+        """Build the frame of one record.
+
+        Args:
+            event: the redacted event (never the record's own values).
+            record: the record, read for its standard attributes, never modified.
+            message: replaces the rendered message (start/stop lines).
+            levelno: replaces the record's level number.
+            levelname: replaces the record's level name.
+            weblog: the record was sent because it asked (``weblog`` is then True).
+
+        Returns:
+            The frame: length + pickle.
+        """
+        payload: dict[str, Any] = {**self._defaults, **event}
+        rig_id = payload["rig_id"]
+        payload["project"] = self.program
+        payload["rig_name"] = self.rig_name_env or rig_id
+        payload["comp_id"] = self.comp_id_env or rig_id
+        payload["version"] = payload["software_version"]
+        try:
+            values = _get_record_attrs(record.__dict__)
+        except KeyError:  # a record built by hand, without some attribute
+            values = tuple(getattr(record, name, None) for name in RECORD_ATTRS)
+        payload.update(zip(RECORD_ATTRS, values, strict=True))
+        text = payload.pop("message", "")
+        payload["msg"] = text if message is None else message
+        payload["args"] = None
+        payload["exc_text"] = event.get("stack_trace")
+        payload["stack_info"] = event.get("stack_info")
+        if levelno is not None:
+            payload["levelno"] = levelno
+        if levelname is not None:
+            payload["levelname"] = levelname
+        if weblog:
+            payload["weblog"] = True
+        if "getMessage" in event or "exc_info" in event or "asctime" in event:
+            payload = _unshadow(payload)
+        return frame(payload)
+
+
+def _unshadow(payload: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in payload.items():
+        if key in _DROPPED:
+            continue
+        out[f"extra_{key}" if key in _SHADOWING else key] = value
+    return out

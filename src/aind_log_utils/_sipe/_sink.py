@@ -1,0 +1,330 @@
+"""The SIPE sink: records -> frames -> the delivery engine -> the legacy log server."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from .._delivery import DeliveryEngine
+from .._render import Renderer
+from ._encode import SESSION_LOGGER, START_STOP, SipeEncoder, start_stop_message
+from ._transport import SipeTransport
+
+__all__ = ["DEFAULT_PORT", "SipeHandler", "SipeSink", "parse_sipe_url", "sipe_spool_dir"]
+
+#: The port of the SIPE log server (``eng-logtools.corp.alleninstitute.org:9000``).
+DEFAULT_PORT = 9000
+_INTERNAL_THREAD_PREFIX = "aind-log-"
+_START_STOP_NAME = "START_STOP"
+
+
+def parse_sipe_url(url: str) -> tuple[str, int]:
+    """Read the server's host and port from ``http://host:port``, ``tcp://...`` or ``host:port``.
+
+    The standard writes the address as an ``http://`` URL, but the server speaks
+    the stdlib socket-logging protocol over plain TCP, so the scheme only says
+    where to connect.
+
+    Args:
+        url: the address; the port defaults to 9000.
+
+    Returns:
+        ``(host, port)``.
+
+    Raises:
+        TypeError: ``url`` is not a string (the message names ``sipe_url``).
+        ValueError: not an address of those forms (the message names ``sipe_url``).
+    """
+    if not isinstance(url, str):
+        raise TypeError(f"sipe_url: expected a string, got {type(url).__name__}")
+    text = url.strip()
+    if not text:
+        raise ValueError("sipe_url: empty; expected http://host:port, tcp://host:port or host:port")
+    if "://" not in text:
+        text = f"tcp://{text}"
+    parts = urlsplit(text)
+    if parts.scheme.lower() not in ("http", "tcp"):
+        raise ValueError(
+            f"sipe_url: scheme {parts.scheme!r} not supported; the SIPE server speaks the "
+            "socket-logging protocol over TCP (http://host:port, tcp://host:port or host:port)"
+        )
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("sipe_url: the SIPE protocol has no credentials; remove user:password@")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError("sipe_url: expected no path, query or fragment after host:port")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError("sipe_url: the port is not a number in 0-65535") from None
+    host = parts.hostname
+    if not host:
+        raise ValueError("sipe_url: no host; expected http://host:port or host:port")
+    if port == 0:
+        raise ValueError("sipe_url: port 0 is not a server's port")
+    return host, DEFAULT_PORT if port is None else port
+
+
+def sipe_spool_dir(host: str, port: int) -> Path:
+    """The default spool directory of a SIPE destination (one per host and port)."""
+    import platformdirs
+
+    digest = hashlib.sha256(f"{host.lower()}:{port}".encode()).hexdigest()[:12]
+    return (
+        Path(platformdirs.user_cache_dir("aind-log-utils", appauthor=False))
+        / "spool"
+        / f"sipe-{digest}"
+    )
+
+
+def _parse_level(level: int | str) -> int:
+    if isinstance(level, bool):
+        raise TypeError("sipe_level: expected a level name or number, got bool")
+    if isinstance(level, int):
+        if level < 0:
+            raise ValueError(f"sipe_level: must be >= 0, got {level!r}")
+        return level
+    if isinstance(level, str):
+        name = level.strip().upper()
+        if name.isdigit():
+            return int(name)
+        number = logging.getLevelName(name)
+        if isinstance(number, int):
+            return number
+        raise ValueError(f"sipe_level: unknown level {level!r}")
+    raise TypeError(f"sipe_level: expected a level name or number, got {type(level).__name__}")
+
+
+class SipeSink:
+    """Send records to the legacy SIPE log server without blocking the caller.
+
+    Each record that SIPE should see is encoded on the caller's thread into one
+    frame (4-byte length + pickle of a dict of plain values, built from the
+    redacted event) and queued in the shared delivery engine; a worker thread
+    writes the frames to one persistent TCP connection, reconnects with backoff,
+    spools on disk while the server is away, and is flushed within a bound at
+    exit.
+
+    Which records go (as the SIPE clients decide): records at or above ``level``
+    (default WARNING: "above INFO"); records below it only when the call says
+    ``extra={"weblog": True}``; and the session's start and stop lines, as
+    START_STOP (35) records reading ``"Action, Start, log_session, <id>,
+    WinUserID, <user>,"``.
+
+    Args:
+        url: ``http://host:port``, ``tcp://host:port`` or ``host:port`` (port
+            9000 by default).
+        program: the program's name (the ``project`` attribute).
+        fields: the session's static fields (``rig_id``, ``software_version``,
+            ``hostname``, ``log_session``, ``user_id`` are read from them).
+        level: records at or above this level always go (a number or a name).
+        start_stop_lines: turn the session's "Starting"/"Stopping" lines into
+            START_STOP lines (default True).
+        spool_dir: where to spool (default: one folder per host and port in the
+            user cache directory).
+        **engine_options: passed to :class:`DeliveryEngine` (``batch_wait_s``,
+            ``retry_start_s``, ``retry_factor``, ``retry_max_s``, ``timeout_s``,
+            ``flush_timeout_s``, ``max_queue_bytes``, ``max_spool_bytes``, ...).
+
+    Raises:
+        ValueError: a bad URL, level or engine option (the message names it).
+        TypeError: an option of the wrong type.
+    """
+
+    name = "sipe"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        program: str = "python",
+        fields: Mapping[str, Any] | None = None,
+        level: int | str = logging.WARNING,
+        start_stop_lines: bool = True,
+        spool_dir: str | os.PathLike[str] | None = None,
+        **engine_options: Any,
+    ) -> None:
+        self.host, self.port = parse_sipe_url(url)
+        #: Records at or above this level always go; below it only with ``weblog``.
+        self.always_level = _parse_level(level)
+        if fields is not None and not isinstance(fields, Mapping):
+            raise TypeError(f"fields: expected a mapping, got {type(fields).__name__}")
+        if not isinstance(start_stop_lines, bool):
+            raise TypeError("start_stop_lines: expected a bool")
+        self.start_stop_lines = start_stop_lines
+        self._encoder = SipeEncoder(program, fields)
+        self.program = self._encoder.program
+        max_batch = engine_options.pop("max_batch_bytes", 1024 * 1024)
+        self._transport = SipeTransport(self.host, self.port, max_batch_bytes=max_batch)
+        self.spool_dir = (
+            Path(spool_dir) if spool_dir is not None else sipe_spool_dir(self.host, self.port)
+        )
+        self.engine = DeliveryEngine(
+            "sipe",
+            self._transport,
+            spool_dir=self.spool_dir,
+            max_batch_bytes=max_batch,
+            **engine_options,
+        )
+
+    def __repr__(self) -> str:
+        return f"<SipeSink {self.host}:{self.port} program={self.program!r}>"
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The server's ``(host, port)``."""
+        return self.host, self.port
+
+    @property
+    def log_session(self) -> str:
+        """The session id the start and stop lines carry (unless the event has one)."""
+        return self._encoder.log_session
+
+    def handle_event(
+        self, event: Mapping[str, Any], line: bytes, record: logging.LogRecord
+    ) -> None:
+        """Sink interface: queue the record if SIPE should see it; never blocks, never raises.
+
+        Args:
+            event: the redacted event.
+            line: its JSON line (unused: SIPE gets a pickled dict).
+            record: the record, read for its standard attributes, never modified.
+        """
+        try:
+            thread_name = record.threadName
+            if thread_name is not None and thread_name.startswith(_INTERNAL_THREAD_PREFIX):
+                return  # our own workers' chatter never loops back
+            encoder = self._encoder
+            if record.name == SESSION_LOGGER and self.start_stop_lines:
+                action = _start_or_stop(event)
+                if action is not None:
+                    message = start_stop_message(
+                        action, event.get("log_session") or encoder.log_session, encoder.user(event)
+                    )
+                    self.engine.submit(
+                        encoder.encode(
+                            event,
+                            record,
+                            message=message,
+                            levelno=START_STOP,
+                            levelname=_START_STOP_NAME,
+                        )
+                    )
+                    return
+            if record.levelno >= self.always_level:
+                self.engine.submit(encoder.encode(event, record))
+            elif getattr(record, "weblog", None) or event.get("weblog"):
+                self.engine.submit(encoder.encode(event, record, weblog=True))
+        except Exception:
+            self.engine._count_error("encode", RuntimeError("encoding failed"))
+
+    def counters(self) -> dict[str, Any]:
+        """The delivery counters: sent, retried, spooled, replayed, rejected, dropped, ..."""
+        stats = self.engine.stats()
+        return {
+            "sent": stats.sent,
+            "retried": stats.retried,
+            "spooled": stats.spooled,
+            "replayed": stats.replayed,
+            "rejected": dict(stats.rejected),
+            "dropped": dict(stats.dropped),
+            "queued": stats.queued,
+            "errors": stats.errors,
+            "connects": self._transport.connects,
+        }
+
+    @property
+    def records_dropped(self) -> int:
+        """Records lost on purpose (only when the spool is off, full or failing)."""
+        return sum(self.engine.stats().dropped.values())
+
+    def flush(self, timeout_s: float | None = None) -> bool:
+        """Send everything queued within ``timeout_s``; True when nothing is left."""
+        return self.engine.flush(timeout_s)
+
+    def close(self, timeout_s: float | None = None) -> None:
+        """Flush within ``timeout_s``, spool the rest, stop the worker; idempotent."""
+        self.engine.close(timeout_s)
+        self._transport.close()
+
+
+def _start_or_stop(event: Mapping[str, Any]) -> str | None:
+    kind = event.get("event_type")
+    message = event.get("message")
+    if kind == "stage_start" and message == "Starting":
+        return "Start"
+    if kind in ("stage_complete", "stage_failure") and message == "Stopping":
+        return "Stop"
+    return None
+
+
+def _script_name() -> str:
+    argv0 = sys.argv[0] if sys.argv and sys.argv[0] else ""
+    return (Path(argv0).stem if argv0 not in ("", "-c", "-m") else "") or "python"
+
+
+class SipeHandler(logging.Handler):
+    """A stdlib handler that sends records to the SIPE log server.
+
+    The drop-in for ``logging.handlers.SocketHandler`` (and mpetk's
+    ``WebHandler``) that never blocks the caller, never loses a record while the
+    server is away, and never pickles an object: records are rendered exactly
+    as ``setup_logging`` renders them (standard fields, context, redaction) and
+    sent by a :class:`SipeSink`::
+
+        handler = SipeHandler("http://eng-logtools.corp.alleninstitute.org:9000",
+                              program="water-log")
+        logging.getLogger().addHandler(handler)
+        logging.getLogger("rig").info("session started", extra={"weblog": True})
+
+    Args:
+        url: ``http://host:port``, ``tcp://host:port`` or ``host:port`` (port 9000).
+        level: the handler's own threshold (stdlib; default NOTSET).
+        sipe_level: records at or above this level always go; below it only with
+            ``extra={"weblog": True}`` (default WARNING).
+        program: the ``project`` attribute (default: the script's name).
+        static_fields: fields added to every record (``rig_id``,
+            ``software_version``, ``subject_id``, ...; a ``log_session`` is made
+            up when not given).
+        **options: passed to :class:`SipeSink` (``spool_dir``, delivery options).
+
+    Raises:
+        ValueError: a bad URL, level or option (the message names it).
+        TypeError: an option of the wrong type.
+    """
+
+    def __init__(self, url: str, level: int = logging.NOTSET, *,
+                 sipe_level: int | str = logging.WARNING, program: str | None = None,
+                 static_fields: Mapping[str, Any] | None = None, **options: Any) -> None:  # fmt: skip
+        super().__init__(level)
+        fields = dict(static_fields or {})
+        self.sink = SipeSink(
+            url, program=program or _script_name(), fields=fields, level=sipe_level, **options
+        )
+        fields.setdefault("log_session", self.sink.log_session)
+        self._renderer = Renderer(fields)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Render and queue the record; never raises, never blocks."""
+        try:
+            event, line = self._renderer.render(record)
+            self.sink.handle_event(event, line, record)
+        except Exception:
+            self.handleError(record)
+
+    def flush(self) -> None:
+        """Send what is queued (bounded by the sink's flush timeout)."""
+        self.sink.flush()
+
+    def close(self) -> None:
+        """Flush, spool what is left, and stop; idempotent."""
+        self.sink.close()
+        super().close()
+
+    def __repr__(self) -> str:
+        return f"<SipeHandler {self.sink.host}:{self.sink.port}>"
