@@ -496,14 +496,16 @@ def test_setup_makes_no_network_call(counter: ConnectionCounter, tmp_path: Path)
 
 
 SETUP_PROGRAM = """
-import logging, sys
+import logging, sys, threading, time
 from aind_log_utils import setup_logging
 from aind_log_utils._cloudwatch import CloudWatchSink
 sink = CloudWatchSink(program="p", endpoint_url=sys.argv[1], spool_dir=sys.argv[2], batch_wait_s=0.01)
 session = setup_logging("p", console=False, log_file=False, send_start_log=False, sinks=[sink])
 print("boto3" in sys.modules, "botocore" in sys.modules, flush=True)
 logging.getLogger("p").info("one")
-session.flush(timeout_s=5)
+deadline = time.monotonic() + 20
+while "boto3" not in sys.modules and time.monotonic() < deadline:
+    threading.Event().wait(0.01)
 print("boto3" in sys.modules, flush=True)
 session.close(timeout_s=0)
 """
