@@ -88,6 +88,7 @@ class SipeReceiver:
         slow_s: float = 0.01,
         rcvbuf_bytes: int | None = None,
         drain_timeout_s: float = 5.0,
+        keep_frames: bool = False,
     ) -> None:
         if not 0 <= port <= 65535:
             raise ValueError(f"port must be in 0..65535, got {port!r}")
@@ -101,6 +102,8 @@ class SipeReceiver:
         self._lifecycle = threading.Lock()
         self._mode: ReceiverMode = "ok"
         self._dicts: list[dict[str, Any]] = []
+        self._keep_frames = keep_frames
+        self._frames: list[bytes] = []
         self._connections: set[_Connection] = set()
         self._listener: socket.socket | None = None
         self._accept_thread: threading.Thread | None = None
@@ -320,6 +323,9 @@ class SipeReceiver:
     def _store(self, conn: _Connection, body: bytes) -> None:
         if conn.crashed:
             return
+        if self._keep_frames:
+            with self._cond:
+                self._frames.append(body)
         try:
             obj = _PlainUnpickler(io.BytesIO(body)).load()
         except _RefusedClass:
@@ -392,6 +398,11 @@ class SipeReceiver:
         with self._cond:
             return [dict(d) for d in self._dicts]
 
+    def frames(self) -> list[bytes]:
+        """The raw pickles of every frame read, refused ones included (``keep_frames``)."""
+        with self._cond:
+            return list(self._frames)
+
     def records(self) -> list[logging.LogRecord]:
         """The records rebuilt with :func:`logging.makeLogRecord`, in arrival order."""
         return [logging.makeLogRecord(d) for d in self.dicts()]
@@ -423,6 +434,7 @@ class SipeReceiver:
         """Forget the records received and reset the counters."""
         with self._cond:
             self._dicts.clear()
+            self._frames.clear()
             self.refused = self.invalid = 0
 
 

@@ -1,0 +1,498 @@
+"""The SIPE sink: URLs, the frame, the attributes, the levels, the start/stop lines.
+
+Every record goes over a real loopback socket to the in-repo receiver, whose
+unpickler refuses to load any class.
+"""
+
+from __future__ import annotations
+
+import enum
+import getpass
+import logging
+import logging.handlers
+import math
+import pickle
+import struct
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from aind_log_utils import log_context, setup_logging
+from aind_log_utils._sipe import (
+    PICKLE_PROTOCOL,
+    START_STOP,
+    SipeEncoder,
+    SipeHandler,
+    SipeSink,
+    frame,
+    parse_sipe_url,
+    plain,
+)
+from aind_log_utils.testing._sipe_receiver import SipeReceiver
+
+FAST: dict[str, Any] = {"batch_wait_s": 0.01, "retry_start_s": 0.05, "retry_max_s": 0.5}
+PLAIN_TYPES = (str, int, float, bool, type(None))
+LOG_SERVER_FORMAT = (
+    "%(asctime)s\n%(name)s\n%(levelname)s\n%(funcName)s (%(filename)s:%(lineno)d)\n%(message)s"
+)
+
+
+@pytest.fixture
+def receiver() -> Iterator[SipeReceiver]:
+    with SipeReceiver(keep_frames=True) as server:
+        yield server
+
+
+def sink_to(receiver: SipeReceiver, tmp_path: Path, **kwargs: Any) -> SipeSink:
+    return SipeSink(receiver.url, spool_dir=tmp_path / "spool", **{**FAST, **kwargs})
+
+
+def session_to(receiver: SipeReceiver, tmp_path: Path, **kwargs: Any) -> Any:
+    sink_options = kwargs.pop("sink_options", {})
+    sink = sink_to(receiver, tmp_path, program="water-log", **sink_options)
+    kwargs.setdefault("console", False)
+    kwargs.setdefault("log_file", False)
+    kwargs.setdefault("handle_sigterm", False)
+    kwargs.setdefault("send_start_log", False)
+    return setup_logging("water-log", sinks=[sink], **kwargs)
+
+
+def assert_plain(d: dict[str, Any]) -> None:
+    for key, value in d.items():
+        assert type(key) is str
+        assert type(value) in PLAIN_TYPES, (key, value)
+
+
+# -- the address ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("http://eng-logtools.corp.alleninstitute.org:9000", ("eng-logtools.corp.alleninstitute.org", 9000)),
+        ("http://eng-logtools:9000/", ("eng-logtools", 9000)),
+        ("tcp://10.0.0.5:9100", ("10.0.0.5", 9100)),
+        ("eng-logtools:9001", ("eng-logtools", 9001)),
+        ("  eng-logtools  ", ("eng-logtools", 9000)),
+        ("http://eng-logtools", ("eng-logtools", 9000)),
+        ("[::1]:9000", ("::1", 9000)),
+    ],
+)  # fmt: skip
+def test_url_forms(url: str, expected: tuple[str, int]) -> None:
+    assert parse_sipe_url(url) == expected
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["", "   ", "https://host:9000", "ftp://host", "http://user:pw@host:9000", "host:99999",
+     "host:abc", "http://host:9000/logs", "http://host:9000?x=1", "http://:9000", "host:0"],
+)  # fmt: skip
+def test_bad_urls_name_sipe_url(url: str) -> None:
+    with pytest.raises(ValueError, match="sipe_url"):
+        parse_sipe_url(url)
+
+
+def test_bad_url_at_setup_names_sipe_url(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="sipe_url"):
+        SipeHandler("https://host:9000", spool_dir=tmp_path)
+    with pytest.raises(TypeError, match="sipe_url"):
+        parse_sipe_url(9000)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("level", ["NOPE", -1, True, 1.5])
+def test_bad_level_names_sipe_level(tmp_path: Path, level: Any) -> None:
+    with pytest.raises((ValueError, TypeError), match="sipe_level"):
+        SipeSink("host:9000", level=level, spool_dir=tmp_path)
+
+
+def test_level_by_name_or_number(tmp_path: Path) -> None:
+    for given, expected in (("error", 40), ("35", 35), ("START_STOP", 35), (25, 25)):
+        sink = SipeSink("127.0.0.1:9", level=given, spool_dir=tmp_path / str(expected))
+        assert sink.always_level == expected
+        sink.close(0)
+
+
+# -- the frame ------------------------------------------------------------------------
+
+
+def test_frame_is_the_socket_handlers_framing() -> None:
+    payload = {"msg": "hello", "levelno": 20, "created": 1.5, "ok": True, "none": None}
+    data = frame(payload)
+    (size,) = struct.unpack(">L", data[:4])
+    assert size == len(data) - 4
+    assert pickle.loads(data[4:]) == payload
+    assert data[4:6] == bytes([0x80, PICKLE_PROTOCOL])
+    # the stdlib's frame has the same shape: the same reader takes both
+    record = logging.makeLogRecord({"msg": "hello"})
+    stdlib = logging.handlers.SocketHandler("127.0.0.1", 9).makePickle(record)
+    assert struct.unpack(">L", stdlib[:4])[0] == len(stdlib) - 4
+
+
+class Color(enum.Enum):
+    RED = "red"
+
+
+class Text(str):
+    pass
+
+
+class Number(int):
+    pass
+
+
+def test_plain_turns_everything_into_plain_values() -> None:
+    assert plain([1, {"a": 2}]) == '[1,{"a":2}]'
+    assert plain({"k": [1, 2]}) == '{"k":[1,2]}'
+    assert type(plain(Text("x"))) is str and plain(Text("x")) == "x"
+    assert type(plain(Number(3))) is int and plain(Number(3)) == 3
+    assert math.isnan(plain(math.nan))  # type: ignore[arg-type]  # a float: plain
+    assert isinstance(plain(Color.RED), str)
+    assert isinstance(plain(object()), str)
+
+
+def test_frame_never_names_a_class() -> None:
+    data = frame({"a": Text("x"), Text("key"): 1, "b": [1, 2], "c": Color.RED, "d": Number(4)})
+    assert b"__main__" not in data and b"test_sipe" not in data and b"enum" not in data
+    loaded = pickle.loads(data[4:])
+    assert_plain(loaded)
+    assert loaded == {"a": "x", "key": 1, "b": "[1,2]", "c": loaded["c"], "d": 4}
+
+
+def test_received_records_format_with_the_log_servers_formatter(
+    receiver: SipeReceiver, tmp_path: Path
+) -> None:
+    session_to(receiver, tmp_path, subject_id="123456")
+    log = logging.getLogger("rig.camera")
+
+    def acquire() -> None:
+        try:
+            raise RuntimeError("camera gone")
+        except RuntimeError:
+            log.exception("frame %d lost", 7)
+
+    acquire()
+    assert receiver.wait_for(1)
+    (record,) = receiver.records()
+    assert receiver.refused == 0 and receiver.invalid == 0
+    text = logging.Formatter(LOG_SERVER_FORMAT).format(record)
+    lines = text.splitlines()
+    assert lines[1:5] == ["rig.camera", "ERROR", f"acquire ({Path(__file__).name}:{record.lineno})",
+                          "frame 7 lost"]  # fmt: skip
+    assert "RuntimeError: camera gone" in text  # exc_text, appended by the formatter
+    assert record.args is None and record.exc_info is None
+    assert record.msg == "frame 7 lost" and record.levelno == logging.ERROR
+    assert isinstance(record.created, float) and isinstance(record.process, int)
+    assert record.threadName == "MainThread" and record.module == "test_sipe"
+
+
+# -- the attributes -------------------------------------------------------------------
+
+
+def test_attributes_the_servers_users_rely_on(
+    receiver: SipeReceiver, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("aibs_comp_id", "W10DT700140")
+    monkeypatch.setenv("aibs_rig_id", "frg_1_a")
+    session = session_to(
+        receiver, tmp_path, subject_id="123456", acquisition_name="123456_2026-01-01_23-00-00",
+        software_version="1.0.4", instrument_id="MESO1", user_id="bobby.b",
+    )  # fmt: skip
+    logging.getLogger("rig").warning("water low", extra={"volume_ml": 1.5})
+    assert receiver.wait_for(1)
+    (d,) = receiver.dicts()
+    assert_plain(d)
+    assert d["project"] == "water-log"
+    assert d["rig_name"] == "frg_1_a"  # aibs_rig_id
+    assert d["rig_id"] == "W10DT700140"  # discovered from aibs_comp_id
+    assert d["comp_id"] == "W10DT700140"
+    assert d["version"] == "1.0.4"
+    assert d["hostname"] == session.fields["hostname"]
+    assert d["log_session"] == session.fields["log_session"] and len(d["log_session"]) == 7
+    assert d["subject_id"] == "123456"
+    assert d["acquisition_name"] == "123456_2026-01-01_23-00-00"
+    assert d["instrument_id"] == "MESO1" and d["user_id"] == "bobby.b"
+    assert d["volume_ml"] == 1.5
+    assert "message" not in d and "exc_info" not in d
+
+
+def test_rig_name_falls_back_to_the_rig_id(receiver: SipeReceiver, tmp_path: Path) -> None:
+    session_to(receiver, tmp_path, rig_id="ephys_9_acq")
+    logging.getLogger("rig").error("x")
+    assert receiver.wait_for(1)
+    (d,) = receiver.dicts()
+    assert d["rig_name"] == d["rig_id"] == d["comp_id"] == "ephys_9_acq"
+
+
+def test_unknown_attributes_are_none_never_undefined(
+    receiver: SipeReceiver, tmp_path: Path
+) -> None:
+    handler = SipeHandler(receiver.url, program="p", spool_dir=tmp_path, **FAST)
+    logger = logging.getLogger("standalone")
+    logger.addHandler(handler)
+    try:
+        logger.error("x")
+        assert receiver.wait_for(1)
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+    (d,) = receiver.dicts()
+    for key in ("rig_name", "rig_id", "comp_id", "version"):
+        assert key in d and d[key] is None
+    assert "undefined" not in d.values()
+
+
+def test_non_plain_values_arrive_as_json_text(receiver: SipeReceiver, tmp_path: Path) -> None:
+    session_to(receiver, tmp_path)
+    with log_context(stage=Color.RED, label=Text("cam")):
+        logging.getLogger("rig").warning(
+            "values", extra={"roi": [1, 2, 3], "cfg": {"gain": 2}, "nan": math.nan, "n": Number(5)}
+        )
+    assert receiver.wait_for(1)
+    assert receiver.refused == 0
+    (d,) = receiver.dicts()
+    assert_plain(d)
+    assert d["roi"] == "[1,2,3]" and d["cfg"] == '{"gain":2}'
+    assert d["nan"] == "nan" and d["n"] in (5, "5") and "cam" in d["label"]
+
+
+def test_no_secret_reaches_the_wire(receiver: SipeReceiver, tmp_path: Path) -> None:
+    session_to(receiver, tmp_path, secrets=["registered-secret-value"])
+    log = logging.getLogger("rig")
+    log.warning(
+        "token registered-secret-value in the message",
+        extra={"api_token": SecretStr("pydantic-secret-value"), "password": "key-secret-value",
+               "nested": {"db_password": "nested-secret-value"}, "url": "http://u:pw-secret-value@h"},
+    )  # fmt: skip
+    try:
+        raise ValueError("failed with registered-secret-value")
+    except ValueError:
+        log.exception("boom")
+    assert receiver.wait_for(2)
+    assert receiver.refused == 0 and receiver.invalid == 0
+    wire = b"".join(receiver.frames())
+    for secret in (b"registered-secret-value", b"pydantic-secret-value", b"key-secret-value",
+                   b"nested-secret-value", b"pw-secret-value"):  # fmt: skip
+        assert secret not in wire
+    first, second = receiver.dicts()
+    assert first["api_token"] == first["password"] == "**********"
+    assert "**********" in first["msg"]
+    assert second["exc_text"] and "ValueError" in second["exc_text"]
+
+
+def test_shadowing_keys_cannot_break_the_servers_record(
+    receiver: SipeReceiver, tmp_path: Path
+) -> None:
+    session_to(receiver, tmp_path)
+    with log_context(getMessage="not a method", exc_info="not a tuple", asctime="no"):
+        logging.getLogger("rig").error("still readable")
+    assert receiver.wait_for(1)
+    (record,) = receiver.records()
+    assert record.getMessage() == "still readable"
+    assert record.__dict__["extra_getMessage"] == "not a method"
+    assert record.exc_info is None
+    logging.Formatter(LOG_SERVER_FORMAT).format(record)
+
+
+def test_the_record_is_never_modified(receiver: SipeReceiver, tmp_path: Path) -> None:
+    encoder = SipeEncoder("p", {"rig_id": "r"})
+    record = logging.makeLogRecord({"msg": "m %s", "args": ("a",), "name": "x", "levelno": 40})
+    before = dict(record.__dict__)
+    encoder.encode({"message": "m a", "roi": [1]}, record)
+    assert record.__dict__ == before
+
+
+# -- which records go -----------------------------------------------------------------
+
+
+def test_levels_as_the_server_expects(receiver: SipeReceiver, tmp_path: Path) -> None:
+    session = session_to(receiver, tmp_path, level="DEBUG")
+    log = logging.getLogger("rig")
+    log.debug("debug: stays")
+    log.info("info: stays")
+    log.info("info: weblog=False stays", extra={"weblog": False})
+    log.info("info: goes", extra={"weblog": True})
+    log.debug("debug: goes", extra={"weblog": True})
+    with log_context(weblog=True):
+        log.info("info: goes by context")
+    log.warning("warning: goes")
+    log.log(START_STOP, "start_stop: goes")
+    log.critical("critical: goes")
+    session.close()
+    assert receiver.wait_for(6)
+    messages = receiver.messages()
+    assert messages == ["info: goes", "debug: goes", "info: goes by context", "warning: goes",
+                        "start_stop: goes", "critical: goes"]  # fmt: skip
+    dicts = receiver.dicts()
+    assert dicts[0]["weblog"] is True and "weblog" not in dicts[3]
+    assert dicts[4]["levelname"] == "START_STOP"
+
+
+@pytest.mark.parametrize(("threshold", "expected"), [("ERROR", ["e"]), ("INFO", ["i", "w", "e"])])
+def test_threshold_configurable(
+    receiver: SipeReceiver, tmp_path: Path, threshold: str, expected: list[str]
+) -> None:
+    session = session_to(receiver, tmp_path, sink_options={"level": threshold})
+    log = logging.getLogger("rig")
+    log.info("i")
+    log.warning("w")
+    log.error("e")
+    session.close()
+    assert receiver.wait_for(len(expected))
+    assert receiver.messages() == expected
+
+
+def test_own_worker_threads_are_skipped(receiver: SipeReceiver, tmp_path: Path) -> None:
+    sink = sink_to(receiver, tmp_path)
+    record = logging.makeLogRecord({"msg": "x", "levelno": 40, "levelname": "ERROR",
+                                    "threadName": "aind-log-loki"})  # fmt: skip
+    sink.handle_event({"message": "x"}, b"", record)
+    assert sink.flush(5)
+    sink.close()
+    assert sink.counters()["sent"] == 0 and receiver.count() == 0
+
+
+def test_a_bad_event_is_counted_never_raised(receiver: SipeReceiver, tmp_path: Path) -> None:
+    sink = sink_to(receiver, tmp_path)
+    record = logging.makeLogRecord({"msg": "x", "levelno": 40})
+    sink.handle_event(None, b"", record)  # type: ignore[arg-type]
+    assert sink.counters()["errors"] == 1
+    sink.close()
+
+
+# -- start and stop -------------------------------------------------------------------
+
+
+def test_start_level_is_registered() -> None:
+    assert logging.getLevelName(35) == "START_STOP"
+    assert logging.getLevelName("START_STOP") == 35
+
+
+def test_start_level_never_clobbers_a_name_given_before() -> None:
+    code = (
+        "import logging; logging.addLevelName(35, 'MINE');"
+        "import aind_log_utils._sipe;"
+        "print(logging.getLevelName(35))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "MINE"
+
+
+def test_start_and_stop_lines(receiver: SipeReceiver, tmp_path: Path) -> None:
+    session = session_to(receiver, tmp_path, send_start_log=True, user_id="bobby.b")
+    logging.getLogger("rig").warning("in between")
+    session.close()
+    assert receiver.wait_for(3)
+    start, middle, stop = receiver.records()
+    ident = session.fields["log_session"]
+    assert start.getMessage() == f"Action, Start, log_session, {ident}, WinUserID, bobby.b,"
+    assert stop.getMessage() == f"Action, Stop, log_session, {ident}, WinUserID, bobby.b,"
+    for record in (start, stop):
+        assert record.levelno == START_STOP and record.levelname == "START_STOP"
+        assert record.name == "aind_log_utils.session"
+    assert stop.__dict__["status"] == "success"
+    assert middle.getMessage() == "in between"
+
+
+def test_start_line_user_defaults_to_the_login(receiver: SipeReceiver, tmp_path: Path) -> None:
+    session = session_to(receiver, tmp_path, send_start_log=True)
+    session.close()
+    assert receiver.wait_for(2)
+    user = getpass.getuser()
+    assert receiver.messages()[0].endswith(f"WinUserID, {user},")
+
+
+def test_failed_run_still_stops_with_a_start_stop_line(
+    receiver: SipeReceiver, tmp_path: Path
+) -> None:
+    session = session_to(receiver, tmp_path, send_start_log=True, user_id="u")
+    session.mark_failed("camera gone")
+    session.close()
+    assert receiver.wait_for(2)
+    stop = receiver.dicts()[-1]
+    assert stop["msg"].startswith("Action, Stop, log_session, ")
+    assert stop["levelno"] == START_STOP and stop["status"] == "fail"
+    assert stop["event_type"] == "stage_failure" and stop["failure_reason"] == "camera gone"
+
+
+def test_start_stop_lines_can_be_turned_off(receiver: SipeReceiver, tmp_path: Path) -> None:
+    session = session_to(
+        receiver, tmp_path, send_start_log=True, sink_options={"start_stop_lines": False}
+    )
+    (sink,) = session.sinks
+    session.close()
+    assert sink.counters()["sent"] == 0  # Starting/Stopping are INFO: not sent
+    assert receiver.count() == 0
+
+
+# -- the handler and setup ------------------------------------------------------------
+
+
+def test_handler_without_setup(receiver: SipeReceiver, tmp_path: Path) -> None:
+    handler = SipeHandler(
+        receiver.url, program="water-log", static_fields={"rig_id": "frg_1_a", "subject_id": "1"},
+        spool_dir=tmp_path, **FAST,
+    )  # fmt: skip
+    logger = logging.getLogger("rig.standalone")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        logger.info("session started", extra={"weblog": True})
+        logger.info("not for the server")
+        assert receiver.wait_for(1)
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+        handler.close()  # idempotent
+    (d,) = receiver.dicts()
+    assert d["msg"] == "session started" and d["project"] == "water-log"
+    assert d["rig_name"] == "frg_1_a" and d["subject_id"] == "1"
+    assert d["log_session"] == handler.sink.log_session
+    assert "SipeHandler" in repr(handler) and str(receiver.port) in repr(handler)
+
+
+def test_setup_logging_sipe_url(receiver: SipeReceiver, tmp_path: Path) -> None:
+    session = setup_logging(
+        "water-log", console=False, log_file=False, handle_sigterm=False, send_start_log=False,
+        sipe_url=receiver.url, sipe_options={**FAST, "spool_dir": str(tmp_path)},
+    )  # fmt: skip
+    if not any(sink.name == "sipe" for sink in session.sinks):
+        pytest.skip("setup_logging does not build the SIPE sink yet (_network.build_network_sinks)")
+    logging.getLogger("rig").error("via setup")
+    session.close()
+    assert receiver.wait_for(1)
+    assert receiver.messages() == ["via setup"]
+    assert session.stats()["sinks"]["sipe"]["sent"] == 1
+
+
+def test_setup_logging_aind_sipe_url(
+    receiver: SipeReceiver, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AIND_SIPE_URL", f"127.0.0.1:{receiver.port}")
+    monkeypatch.setenv("AIND_SIPE_LEVEL", "ERROR")
+    monkeypatch.setenv("AIND_SIPE_OPTIONS", f'{{"spool_dir": "{tmp_path.as_posix()}"}}')
+    session = setup_logging(
+        "water-log", console=False, log_file=False, handle_sigterm=False, send_start_log=False
+    )
+    if not any(sink.name == "sipe" for sink in session.sinks):
+        pytest.skip("setup_logging does not build the SIPE sink yet (_network.build_network_sinks)")
+    logging.getLogger("rig").warning("stays")
+    logging.getLogger("rig").error("goes")
+    session.close()
+    assert receiver.wait_for(1)
+    assert receiver.messages() == ["goes"]
+
+
+def test_stdlib_socket_handler_frames_with_objects_are_refused(receiver: SipeReceiver) -> None:
+    # What the receiver guards against: SocketHandler pickles whatever the record holds.
+    handler = logging.handlers.SocketHandler(*receiver.address)
+    record = logging.makeLogRecord({"msg": "x", "token": SecretStr("s3cret")})
+    handler.handle(record)
+    handler.handle(logging.makeLogRecord({"msg": "plain"}))
+    handler.close()
+    assert receiver.wait_for(1)
+    assert receiver.refused == 1 and receiver.messages() == ["plain"]
