@@ -31,8 +31,8 @@ from types import TracebackType
 from typing import Any, Literal, NamedTuple, cast, get_args
 from urllib.parse import urlsplit
 
+from aind_log_utils.testing._loki_model import MIB
 from aind_log_utils.testing._loki_rules import (
-    MIB,
     LokiEntry,
     LokiLimits,
     LokiStore,
