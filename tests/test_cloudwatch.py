@@ -504,9 +504,9 @@ session = setup_logging("p", console=False, log_file=False, send_start_log=False
 print("boto3" in sys.modules, "botocore" in sys.modules, flush=True)
 logging.getLogger("p").info("one")
 deadline = time.monotonic() + 20
-while "boto3" not in sys.modules and time.monotonic() < deadline:
+while "botocore" not in sys.modules and time.monotonic() < deadline:
     threading.Event().wait(0.01)
-print("boto3" in sys.modules, flush=True)
+print("botocore" in sys.modules, flush=True)
 session.close(timeout_s=0)
 """
 

@@ -1,6 +1,6 @@
 """The CloudWatch Logs sink (the ``cloudwatch`` extra): 0.2.x's destination, on the delivery engine.
 
-Nothing here imports boto3: the transport imports it on the engine's worker
+Nothing here imports boto3 or botocore: the transport imports botocore on the engine's worker
 thread, when the first batch is sent.
 """
 

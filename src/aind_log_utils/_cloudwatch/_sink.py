@@ -105,7 +105,7 @@ class CloudWatchSink:
 
     Each record becomes one event whose message is the record's JSON line, exactly
     as in the file. Encoding happens on the caller's thread (a microsecond or two);
-    everything else on the delivery engine's worker: importing boto3, resolving
+    everything else on the delivery engine's worker: importing botocore, resolving
     credentials, creating the group and stream when missing, PutLogEvents,
     retries with backoff, the on-disk spool while CloudWatch is away, the bounded
     flush at exit. Setting it up makes no network call and cannot fail because
@@ -200,8 +200,8 @@ class CloudWatchSink:
             max_batch_bytes=batch_bytes if _is_int(batch_bytes) else limit,
             max_batch_records=records if _is_int(records) else MAX_BATCH_EVENTS,
         )
-        has_boto3 = importlib.util.find_spec("boto3") is not None  # a lookup, not an import
-        if not has_boto3:
+        # A lookup, not an import. The transport needs only botocore (boto3's core).
+        if importlib.util.find_spec("botocore") is None:
             self._transport.turn_off(
                 NO_BOTO3, "boto3 is not installed (pip install 'aind-log-utils[cloudwatch]')"
             )

@@ -1,6 +1,6 @@
-"""CloudWatch Logs over boto3: one batch of items -> one PutLogEvents call.
+"""CloudWatch Logs over botocore: one batch of items -> one PutLogEvents call.
 
-Everything here runs on the delivery engine's worker thread: boto3 is imported,
+Everything here runs on the delivery engine's worker thread: botocore is imported,
 credentials are resolved (the instance metadata service is a network call), and
 the log group and stream are created there, never on the caller's thread.
 
@@ -37,7 +37,7 @@ __all__ = ["DEFAULT_REGION", "NO_CREDENTIALS", "CloudWatchTransport"]
 DEFAULT_REGION = "us-west-2"
 #: The counter key of records dropped because no AWS credentials were found.
 NO_CREDENTIALS = "no_credentials"
-#: The counter key of records dropped because boto3 is not installed.
+#: The counter key of records dropped because boto3 (botocore) is not installed.
 NO_BOTO3 = "no_boto3"
 
 _RETRY_CODES = frozenset(
@@ -130,24 +130,30 @@ class CloudWatchTransport:
             )
 
     def _connect(self, timeout_s: float) -> SendResult | None:
-        """Import boto3, resolve credentials and region, build the client."""
+        """Import botocore, resolve credentials and region, build the client.
+
+        botocore, not boto3: boto3 imports ``concurrent.futures.thread`` (for S3
+        transfers), which cannot be imported once the interpreter is exiting,
+        and a short program's first batch is often sent by the exit flush.
+        """
         try:
-            import boto3
             import botocore.exceptions
+            import botocore.session
             from botocore.config import Config
         except ImportError:
             self.turn_off(
                 NO_BOTO3, "boto3 is not installed (pip install 'aind-log-utils[cloudwatch]')"
             )
             return None
+        except Exception as exc:  # e.g. an import refused at interpreter exit
+            return SendResult.retry(f"import: {describe_error(exc)}")
         self._exc = botocore.exceptions
+        session = botocore.session.Session(profile=self.profile_name)
         try:
-            session = boto3.session.Session(profile_name=self.profile_name)
+            credentials = session.get_credentials()  # may ask the metadata service
         except botocore.exceptions.ProfileNotFound:
             self.turn_off(NO_CREDENTIALS, f"AWS profile {self.profile_name!r} not found")
             return None
-        try:
-            credentials = session.get_credentials()  # may ask the metadata service
         except Exception as exc:  # a provider failed: maybe transient
             return SendResult.retry(f"credentials: {self._safe(describe_error(exc))}")
         if credentials is None:
@@ -156,7 +162,7 @@ class CloudWatchTransport:
         self._credentials = credentials
         self._register_secrets()
         if self.region is None:
-            self.region = session.region_name or DEFAULT_REGION
+            self.region = session.get_config_variable("region") or DEFAULT_REGION
         from .. import __version__
 
         config = Config(
@@ -166,7 +172,7 @@ class CloudWatchTransport:
             parameter_validation=False,  # our events are valid; validation costs ~1 us each
             user_agent_extra=f"aind-log-utils/{__version__}",
         )
-        self._client = session.client(
+        self._client = session.create_client(
             "logs", region_name=self.region, endpoint_url=self.endpoint_url, config=config
         )
         self._pid = os.getpid()
@@ -282,7 +288,7 @@ class CloudWatchTransport:
         return SendResult.reject(size, code or f"http_{status}")
 
     def close(self) -> None:
-        """Close the boto3 client's connections (idempotent)."""
+        """Close the botocore client's connections (idempotent)."""
         with self._lock:
             client, self._client = self._client, None
         if client is not None and self._pid == os.getpid():
