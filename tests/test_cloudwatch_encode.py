@@ -251,10 +251,15 @@ def test_sorted_batches_reach_the_client_in_time_order() -> None:
 
     class Recording(FakeClient):
         def put_log_events(self, **kwargs: Any) -> Any:
-            seen.append([e["timestamp"] for e in kwargs["logEvents"]])
+            # The events travel in the orjson body that replaces botocore's (before-sign).
+            assert kwargs["logEvents"] == [] and transport._body is not None
+            body = orjson.loads(transport._body)
+            assert (body["logGroupName"], body["logStreamName"]) == ("g", "s")
+            seen.append([e["timestamp"] for e in body["logEvents"]])
             return {}
 
     stamps = [random.randrange(10**6) + 1_764_000_000_000 for _ in range(200)]
     batch = [encode_item(ts, b"{}") for ts in stamps]
-    assert transport_with(Recording()).send(batch, 1.0).outcome is SendOutcome.DELIVERED
-    assert seen == [sorted(stamps)]
+    transport = transport_with(Recording())
+    assert transport.send(batch, 1.0).outcome is SendOutcome.DELIVERED
+    assert seen == [sorted(stamps)] and transport._body is None

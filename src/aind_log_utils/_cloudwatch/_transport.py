@@ -27,6 +27,8 @@ import os
 import threading
 from typing import Any
 
+import orjson
+
 from .._delivery import SendResult, describe_error
 from .._diagnostics import diagnose
 from ._encode import MAX_BATCH_EVENTS, batch_problem, build_events
@@ -108,6 +110,7 @@ class CloudWatchTransport:
         self._client: Any = None
         self._credentials: Any = None
         self._pid = 0
+        self._body: bytes | None = None  # the PutLogEvents body being sent
         self._exc: Any = None  # botocore.exceptions, once imported
         self._lock = threading.Lock()  # send() on the worker vs close() elsewhere
 
@@ -175,8 +178,18 @@ class CloudWatchTransport:
         self._client = session.create_client(
             "logs", region_name=self.region, endpoint_url=self.endpoint_url, config=config
         )
+        # The body is serialised by orjson, in C: botocore's serialiser walks each
+        # event in Python, and the worker's time is GIL time taken from the callers.
+        # botocore documents ``before-sign`` as the place to mutate a request.
+        self._client.meta.events.register(
+            "before-sign.cloudwatch-logs.PutLogEvents", self._use_body
+        )
         self._pid = os.getpid()
         return None
+
+    def _use_body(self, request: Any, **_: Any) -> None:
+        if self._body is not None:
+            request.data = self._body
 
     def _register_secrets(self) -> None:
         try:
@@ -248,9 +261,15 @@ class CloudWatchTransport:
         return SendResult.reject(rejected, reason) if rejected else SendResult.ok()
 
     def _put_log_events(self, events: list[dict[str, Any]]) -> Any:
-        return self._client.put_log_events(
-            logGroupName=self.log_group, logStreamName=self.log_stream, logEvents=events
+        self._body = orjson.dumps(
+            {"logGroupName": self.log_group, "logStreamName": self.log_stream, "logEvents": events}
         )
+        try:  # botocore serialises an empty list; _use_body puts the events in
+            return self._client.put_log_events(
+                logGroupName=self.log_group, logStreamName=self.log_stream, logEvents=[]
+            )
+        finally:
+            self._body = None
 
     def _create_destination(self) -> None:
         exc_mod = self._exc
