@@ -527,6 +527,7 @@ def test_no_credentials_turns_the_sink_off_with_one_line(
 ) -> None:
     set_aws_env(monkeypatch, tmp_path, credentials=False)
     _diagnostics.set_quiet(False)
+    monkeypatch.setattr(_diagnostics, "_last", {})  # forget the rate limits of earlier tests
     sink = make_sink(counter.url, tmp_path, new_stream())
     session = start_session(sink, tmp_path)
     log = logging.getLogger("nocreds")
@@ -546,9 +547,14 @@ def test_no_credentials_turns_the_sink_off_with_one_line(
 
 
 def test_credentials_never_appear_in_a_line(
-    moto: MotoServer, proxy: Proxy, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+    moto: MotoServer,
+    proxy: Proxy,
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     _diagnostics.set_quiet(False)
+    monkeypatch.setattr(_diagnostics, "_last", {})  # forget the rate limits of earlier tests
     stream = new_stream()
     proxy.echo_error = True  # the service answers with the signed headers in its message
     sink = make_sink(proxy.url, tmp_path, stream)

@@ -24,7 +24,6 @@ its backoff, its spool and its bounded exit. Answers are read as follows:
 from __future__ import annotations
 
 import os
-import threading
 from typing import Any
 
 import orjson
@@ -107,12 +106,14 @@ class CloudWatchTransport:
         self.max_batch_records = max_batch_records
         #: None while the sink may deliver; else why it is off (a counter key).
         self.off_reason: str | None = None
+        #: The delivery engine's name (its diagnostics' prefix).
+        self.engine_name = "cloudwatch"
+        self._closed = False
         self._client: Any = None
         self._credentials: Any = None
         self._pid = 0
         self._body: bytes | None = None  # the PutLogEvents body being sent
         self._exc: Any = None  # botocore.exceptions, once imported
-        self._lock = threading.Lock()  # send() on the worker vs close() elsewhere
 
     def __repr__(self) -> str:
         return f"<CloudWatchTransport {self.log_group}/{self.log_stream} region={self.region}>"
@@ -127,8 +128,10 @@ class CloudWatchTransport:
         """
         if self.off_reason is None:
             self.off_reason = reason
+            # Under the key the engine reports rejections with: the batch held now
+            # is "rejected" with this reason, and this line stands for it (one line).
             diagnose(
-                f"cloudwatch:off:{reason}:{self.log_group}/{self.log_stream}",
+                f"{self.engine_name}:rejected",
                 f"cloudwatch: {message}; CloudWatch sink off (records still go to the other sinks)",
             )
 
@@ -222,21 +225,24 @@ class CloudWatchTransport:
     # ---- sending (on the worker) --------------------------------------------
     def send(self, batch: list[bytes], timeout_s: float) -> SendResult:
         """Send one batch with PutLogEvents; see the module docstring for the answers."""
-        with self._lock:
-            if self.off_reason is None and (self._client is None or self._pid != os.getpid()):
-                self._client = None  # a forked child builds its own client
-                connecting = self._connect(timeout_s)
-                if connecting is not None:
-                    return connecting
-            if self.off_reason is not None:
-                return SendResult.reject(len(batch), self.off_reason)
-            events, invalid = build_events(batch, self.max_message_bytes)
-            if not events:
-                return SendResult.reject(invalid, "invalid_item")
-            problem = batch_problem(events)
-            if problem is not None:
-                return SendResult.too_large(problem)
-            return self._put(events, invalid)
+        # No lock: send() runs on the worker only, and close() (on another
+        # thread) must not wait for a call that hangs.
+        if self._closed:
+            return SendResult.retry("closed")
+        if self.off_reason is None and (self._client is None or self._pid != os.getpid()):
+            self._client = None  # a forked child builds its own client
+            connecting = self._connect(timeout_s)
+            if connecting is not None:
+                return connecting
+        if self.off_reason is not None:
+            return SendResult.reject(len(batch), self.off_reason)
+        events, invalid = build_events(batch, self.max_message_bytes)
+        if not events:
+            return SendResult.reject(invalid, "invalid_item")
+        problem = batch_problem(events)
+        if problem is not None:
+            return SendResult.too_large(problem)
+        return self._put(events, invalid)
 
     def _put(self, events: list[dict[str, Any]], invalid: int) -> SendResult:
         exc_mod = self._exc
@@ -308,8 +314,8 @@ class CloudWatchTransport:
 
     def close(self) -> None:
         """Close the botocore client's connections (idempotent)."""
-        with self._lock:
-            client, self._client = self._client, None
+        self._closed = True
+        client, self._client = self._client, None
         if client is not None and self._pid == os.getpid():
             try:
                 client.close()
