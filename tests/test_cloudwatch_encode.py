@@ -66,11 +66,18 @@ def test_build_events_sorts_stably_skips_foreign_items_and_cuts_long_messages() 
     long = orjson.dumps({"timestamp": "t", "level": "INFO", "message": "z" * 3000})
     batch = [encode_item(30, b'"c"'), b"garbage", encode_item(10, b'"a1"'),
              encode_item(20, long), encode_item(10, b'"a2"')]  # fmt: skip
-    events, invalid = build_events(batch, 1024)
+    events, invalid, size = build_events(batch, 1024)
     assert invalid == 1
+    assert size == sum(len(e["message"].encode()) + 26 for e in events)
     assert [e["timestamp"] for e in events] == [10, 10, 20, 30]
     assert [e["message"] for e in events[:2]] == ['"a1"', '"a2"']  # equal times keep order
     assert len(events[2]["message"]) <= 1024 and orjson.loads(events[2]["message"])["truncated"]
+
+
+def test_damaged_utf8_is_replaced_and_counted_as_sent() -> None:
+    events, invalid, size = build_events([encode_item(1, b'"\xff\xfe"')], 1024)
+    assert invalid == 0 and events[0]["message"] == '"\ufffd\ufffd"'
+    assert size == len(events[0]["message"].encode()) + 26 == 34
 
 
 def test_batch_problem_counts_events_bytes_and_span() -> None:
@@ -101,8 +108,8 @@ def test_an_engine_sized_batch_always_fits_one_call(sizes: list[int]) -> None:
             break
         batch.append(item)
         total += len(item)
-    events, _ = build_events(batch, MAX_MESSAGE_BYTES)
-    assert batch_problem(events) is None
+    events, _, size = build_events(batch, MAX_MESSAGE_BYTES)
+    assert batch_problem(events, size) is None and batch_problem(events) is None
 
 
 def test_ten_thousand_small_items_fit_too() -> None:

@@ -236,10 +236,10 @@ class CloudWatchTransport:
                 return connecting
         if self.off_reason is not None:
             return SendResult.reject(len(batch), self.off_reason)
-        events, invalid = build_events(batch, self.max_message_bytes)
+        events, invalid, size = build_events(batch, self.max_message_bytes)
         if not events:
             return SendResult.reject(invalid, "invalid_item")
-        problem = batch_problem(events)
+        problem = batch_problem(events, size)
         if problem is not None:
             return SendResult.too_large(problem)
         return self._put(events, invalid)
