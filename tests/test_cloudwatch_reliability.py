@@ -70,6 +70,25 @@ def test_nothing_lost_at_exit(moto: MotoServer, tmp_path: Path, ending: str, cod
     assert orjson.loads(messages[-1])["message"] == "Stopping"
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork")
+def test_a_forked_child_delivers_with_a_client_of_its_own(moto: MotoServer, tmp_path: Path) -> None:
+    stream = new_stream()
+    ending = """
+    import os
+    pid = os.fork()
+    if pid == 0:
+        for i in range(300):
+            log.info("child %d", i)
+        sys.exit(0)
+    os.waitpid(pid, 0)
+    """
+    done, log_path = run(moto, tmp_path, stream, ending, n=1000)
+    assert done.returncode == 0, done.stderr
+    messages = [e["message"] for e in read_events(moto.url, stream)]
+    assert Counter(messages) == Counter(file_lines(log_path))  # both processes, once each
+    assert sum('"child ' in m for m in messages) == 300
+
+
 def test_an_outage_at_exit_is_bounded_and_replayed_by_the_next_start(
     moto: MotoServer, tmp_path: Path
 ) -> None:
