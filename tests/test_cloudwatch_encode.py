@@ -23,6 +23,7 @@ from aind_log_utils._cloudwatch._encode import (
     engine_batch_bytes,
     event_ms,
     fit_message,
+    put_body,
 )
 from aind_log_utils._cloudwatch._transport import CloudWatchTransport, _rejected
 from aind_log_utils._delivery import SendOutcome
@@ -65,35 +66,61 @@ def test_fit_message_keeps_short_lines_and_truncates_long_ones() -> None:
 def test_build_events_sorts_stably_skips_foreign_items_and_cuts_long_messages() -> None:
     long = orjson.dumps({"timestamp": "t", "level": "INFO", "message": "z" * 3000})
     batch = [encode_item(30, b'"c"'), b"garbage", encode_item(10, b'"a1"'),
-             encode_item(20, long), encode_item(10, b'"a2"')]  # fmt: skip
+             encode_item(20, long), encode_item(10, b'"a2"'), encode_item(5, b"")]  # fmt: skip
     events, invalid, size = build_events(batch, 1024)
-    assert invalid == 1
-    assert size == sum(len(e["message"].encode()) + 26 for e in events)
-    assert [e["timestamp"] for e in events] == [10, 10, 20, 30]
-    assert [e["message"] for e in events[:2]] == ['"a1"', '"a2"']  # equal times keep order
-    assert len(events[2]["message"]) <= 1024 and orjson.loads(events[2]["message"])["truncated"]
+    assert invalid == 2
+    assert size == sum(len(message) + 26 for _, message in events)
+    assert [ts for ts, _ in events] == [10, 10, 20, 30]
+    assert [m for _, m in events[:2]] == [b'"a1"', b'"a2"']  # equal times keep order
+    assert len(events[2][1]) <= 1024 and orjson.loads(events[2][1])["truncated"]
 
 
 def test_damaged_utf8_is_replaced_and_counted_as_sent() -> None:
     events, invalid, size = build_events([encode_item(1, b'"\xff\xfe"')], 1024)
-    assert invalid == 0 and events[0]["message"] == '"\ufffd\ufffd"'
-    assert size == len(events[0]["message"].encode()) + 26 == 34
+    assert invalid == 0 and events[0][1].decode() == '"\ufffd\ufffd"'
+    assert size == len(events[0][1]) + 26 == 34
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['{"a":"plain"}', '{"q":"say \\"hi\\"","path":"C:\\\\data\\\\x"}', '{"u":"café ✓ 😀"}',
+     '{"esc":"\\n\\t\\u0001"}', '{"m":"\\\\"}'],
+)  # fmt: skip
+def test_put_body_is_the_json_botocore_would_send(text: str) -> None:
+    line = orjson.dumps(orjson.loads(text))  # as the renderer writes it
+    events, _, _ = build_events([encode_item(7, line), encode_item(8, line)], 1024)
+    body = orjson.loads(put_body("aind/internal_logs", "cap-1", events))
+    assert body == {
+        "logGroupName": "aind/internal_logs", "logStreamName": "cap-1",
+        "logEvents": [{"timestamp": 7, "message": line.decode()},
+                      {"timestamp": 8, "message": line.decode()}],
+    }  # fmt: skip
+
+
+def test_put_body_escapes_raw_control_characters() -> None:
+    events, _, _ = build_events([encode_item(1, b"not ours\x01\nsecond line")], 1024)
+    body = orjson.loads(put_body("g", "s", events))
+    assert body["logEvents"] == [{"timestamp": 1, "message": "not ours\x01\nsecond line"}]
 
 
 def test_batch_problem_counts_events_bytes_and_span() -> None:
-    def events(n: int, size: int, span_ms: int = 0) -> list[dict[str, Any]]:
-        return [
-            {"timestamp": span_ms * i // max(1, n - 1), "message": "x" * size} for i in range(n)
-        ]
+    def events(n: int, span_ms: int = 0) -> list[tuple[int, bytes]]:
+        return [(span_ms * i // max(1, n - 1), b"x") for i in range(n)]
 
-    assert batch_problem(events(MAX_BATCH_EVENTS, 1)) is None
-    assert batch_problem(events(MAX_BATCH_EVENTS + 1, 1)) == "more than 10,000 events"
-    exact = (MAX_BATCH_BYTES - 4 * 26) // 4
-    assert batch_problem(events(4, exact)) is None
-    assert batch_problem(events(4, exact + 1)) == "batch over 1,048,576 bytes"
-    assert batch_problem([{"timestamp": 0, "message": "é" * 600_000}]) is not None  # UTF-8 bytes
-    assert batch_problem(events(2, 1, 24 * 3600 * 1000)) is None
-    assert batch_problem(events(2, 1, 24 * 3600 * 1000 + 1)) == "batch spans more than 24 h"
+    assert batch_problem(events(MAX_BATCH_EVENTS), 1000) is None
+    assert batch_problem(events(MAX_BATCH_EVENTS + 1), 1000) == "more than 10,000 events"
+    assert batch_problem(events(4), MAX_BATCH_BYTES) is None
+    assert batch_problem(events(4), MAX_BATCH_BYTES + 1) == "batch over 1,048,576 bytes"
+    assert batch_problem(events(2, 24 * 3600 * 1000), 100) is None
+    assert batch_problem(events(2, 24 * 3600 * 1000 + 1), 100) == "batch spans more than 24 h"
+    exact = (MAX_BATCH_BYTES - 4 * 26) // 4  # the size counted as the service counts it
+    for extra, fits in ((0, True), (1, False)):
+        items = [encode_item(1, b"x" * (exact + extra)) for _ in range(4)]
+        built = build_events(items, MAX_BATCH_BYTES)
+        assert (batch_problem(built.events, built.size) is None) is fits
+    built = build_events([encode_item(1, "é".encode() * 300_000)] * 2, MAX_BATCH_BYTES)
+    assert built.size == 2 * (600_000 + 26)  # UTF-8 bytes, not characters
+    assert batch_problem(built.events, built.size) == "batch over 1,048,576 bytes"
 
 
 @settings(max_examples=50, deadline=None)
@@ -109,14 +136,15 @@ def test_an_engine_sized_batch_always_fits_one_call(sizes: list[int]) -> None:
         batch.append(item)
         total += len(item)
     events, _, size = build_events(batch, MAX_MESSAGE_BYTES)
-    assert batch_problem(events, size) is None and batch_problem(events) is None
+    assert batch_problem(events, size) is None
 
 
 def test_ten_thousand_small_items_fit_too() -> None:
     per_item = (ENGINE_MAX_BATCH_BYTES // MAX_BATCH_EVENTS) - 14
     batch = [encode_item(1_764_000_000_000, b"y" * per_item) for _ in range(MAX_BATCH_EVENTS)]
     assert sum(map(len, batch)) <= ENGINE_MAX_BATCH_BYTES == engine_batch_bytes(MAX_BATCH_EVENTS)
-    assert batch_problem(build_events(batch, MAX_MESSAGE_BYTES)[0]) is None
+    built = build_events(batch, MAX_MESSAGE_BYTES)
+    assert batch_problem(built.events, built.size) is None
 
 
 @pytest.mark.parametrize(

@@ -46,6 +46,7 @@ __all__ = [
     "engine_batch_bytes",
     "event_ms",
     "fit_message",
+    "put_body",
 ]
 
 #: PutLogEvents: the most bytes in one call (messages in UTF-8 + 26 per event).
@@ -152,8 +153,9 @@ def _shrink(message: bytes, max_bytes: int) -> bytes:
 class Events(NamedTuple):
     """A batch ready for PutLogEvents (see :func:`build_events`)."""
 
-    #: ``{"timestamp", "message"}`` dicts, sorted by timestamp (stable).
-    events: list[dict[str, Any]]
+    #: ``(timestamp_ms, message)`` pairs, sorted by timestamp (stable); each
+    #: message is valid UTF-8.
+    events: list[tuple[int, bytes]]
     #: Items that were not CloudWatch items (skipped).
     invalid: int
     #: The batch's size as PutLogEvents counts it (UTF-8 + 26 bytes an event).
@@ -161,10 +163,10 @@ class Events(NamedTuple):
 
 
 def build_events(batch: list[bytes], max_message_bytes: int) -> Events:
-    """Turn a batch of items into PutLogEvents' ``logEvents``, in time order.
+    """Turn a batch of items into PutLogEvents' events, in time order.
 
     This runs on the worker for every event, holding the GIL that the logging
-    threads need: one pass, no sort unless the times are out of order.
+    threads need: one pass over bytes, no sort unless the times are out of order.
 
     Args:
         batch: the items, in submission order.
@@ -174,7 +176,7 @@ def build_events(batch: list[bytes], max_message_bytes: int) -> Events:
         The events sorted by timestamp (stable: equal times keep their order),
         the number of items that were not CloudWatch items, and the batch's size.
     """
-    events: list[dict[str, Any]] = []
+    events: list[tuple[int, bytes]] = []
     invalid = size = 0
     last = -1
     ordered = True
@@ -189,27 +191,27 @@ def build_events(batch: list[bytes], max_message_bytes: int) -> Events:
             continue
         if len(message) > max_message_bytes:
             message = _shrink(message, max_message_bytes)
-        try:
-            text = message.decode()
-            size += len(message) + EVENT_OVERHEAD_BYTES
-        except UnicodeDecodeError:  # never from our renderer; from a damaged file
-            text = message.decode("utf-8", "replace")
-            size += len(text.encode()) + EVENT_OVERHEAD_BYTES
+        if not message.isascii():
+            try:
+                message.decode()
+            except UnicodeDecodeError:  # never from our renderer; from a damaged file
+                message = message.decode("utf-8", "replace").encode()
+        size += len(message) + EVENT_OVERHEAD_BYTES
         if ts_ms < last:
             ordered = False
         last = ts_ms
-        events.append({"timestamp": ts_ms, "message": text})
+        events.append((ts_ms, message))
     if not ordered:
-        events.sort(key=itemgetter("timestamp"))
+        events.sort(key=itemgetter(0))
     return Events(events, invalid, size)
 
 
-def batch_problem(events: list[dict[str, Any]], size: int | None = None) -> str | None:
+def batch_problem(events: list[tuple[int, bytes]], size: int) -> str | None:
     """Say which PutLogEvents rule a sorted batch of events breaks, if any.
 
     Args:
         events: the events, sorted by timestamp (from :func:`build_events`).
-        size: the batch's size as PutLogEvents counts it, if known.
+        size: the batch's size as PutLogEvents counts it.
 
     Returns:
         None when the batch may be sent as it is, else a short reason (the
@@ -217,10 +219,29 @@ def batch_problem(events: list[dict[str, Any]], size: int | None = None) -> str 
     """
     if len(events) > MAX_BATCH_EVENTS:
         return "more than 10,000 events"
-    if events and events[-1]["timestamp"] - events[0]["timestamp"] > MAX_BATCH_SPAN_MS:
+    if events and events[-1][0] - events[0][0] > MAX_BATCH_SPAN_MS:
         return "batch spans more than 24 h"
-    if size is None:
-        size = sum(EVENT_OVERHEAD_BYTES + len(e["message"].encode()) for e in events)
     if size > MAX_BATCH_BYTES:
         return "batch over 1,048,576 bytes"
     return None
+
+
+def put_body(log_group: str, log_stream: str, events: list[tuple[int, bytes]]) -> bytes:
+    """The JSON body of a PutLogEvents call, serialised by orjson (in C).
+
+    Args:
+        log_group: the group.
+        log_stream: the stream.
+        events: ``(timestamp_ms, message)`` pairs (from :func:`build_events`;
+            each message valid UTF-8).
+
+    Returns:
+        ``{"logGroupName": ..., "logStreamName": ..., "logEvents": [...]}``.
+    """
+    return orjson.dumps(
+        {
+            "logGroupName": log_group,
+            "logStreamName": log_stream,
+            "logEvents": [{"timestamp": ts, "message": m.decode()} for ts, m in events],
+        }
+    )

@@ -14,8 +14,9 @@ its backoff, its spool and its bounded exit. Answers are read as follows:
   tokens, connection errors and timeouts: retried;
 - ``ResourceNotFoundException``: the group and stream are created, and the call
   is made once more;
-- ``InvalidParameterException``: the batch is split (a batch the service finds
-  too big; halving isolates a single bad event, which is then rejected);
+- ``InvalidParameterException``, ``SerializationException``: the batch is split
+  (a batch the service finds too big, or a damaged event; halving isolates a
+  single bad event, which is then rejected);
 - anything else (``AccessDeniedException``, ...): rejected (the records stay in
   the file), with one line on stderr;
 - no credentials at all: the sink turns itself off, with one line on stderr.
@@ -26,11 +27,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import orjson
-
 from .._delivery import SendResult, describe_error
 from .._diagnostics import diagnose
-from ._encode import MAX_BATCH_EVENTS, batch_problem, build_events
+from ._encode import MAX_BATCH_EVENTS, batch_problem, build_events, put_body
 
 __all__ = ["DEFAULT_REGION", "NO_CREDENTIALS", "CloudWatchTransport"]
 
@@ -64,7 +63,10 @@ _RETRY_CODES = frozenset(
         "IDPCommunicationError",
     }
 )
-_SPLIT_CODES = frozenset({"InvalidParameterException", "ValidationException"})
+#: A body the service cannot take: halving isolates the one bad event.
+_SPLIT_CODES = frozenset(
+    {"InvalidParameterException", "ValidationException", "SerializationException"}
+)
 _MIN_SECRET_CHARS = 16  # shorter values would mangle ordinary text if masked
 
 
@@ -181,8 +183,9 @@ class CloudWatchTransport:
         self._client = session.create_client(
             "logs", region_name=self.region, endpoint_url=self.endpoint_url, config=config
         )
-        # The body is serialised by orjson, in C: botocore's serialiser walks each
-        # event in Python, and the worker's time is GIL time taken from the callers.
+        # The body is serialised by orjson (put_body): botocore's serialiser walks
+        # each event in Python, and the worker's time is GIL time taken from the
+        # logging threads.
         # botocore documents ``before-sign`` as the place to mutate a request.
         self._client.meta.events.register(
             "before-sign.cloudwatch-logs.PutLogEvents", self._use_body
@@ -244,7 +247,7 @@ class CloudWatchTransport:
             return SendResult.too_large(problem)
         return self._put(events, invalid)
 
-    def _put(self, events: list[dict[str, Any]], invalid: int) -> SendResult:
+    def _put(self, events: list[tuple[int, bytes]], invalid: int) -> SendResult:
         exc_mod = self._exc
         try:
             try:
@@ -266,10 +269,8 @@ class CloudWatchTransport:
             rejected, reason = rejected + invalid, reason or "invalid_item"
         return SendResult.reject(rejected, reason) if rejected else SendResult.ok()
 
-    def _put_log_events(self, events: list[dict[str, Any]]) -> Any:
-        self._body = orjson.dumps(
-            {"logGroupName": self.log_group, "logStreamName": self.log_stream, "logEvents": events}
-        )
+    def _put_log_events(self, events: list[tuple[int, bytes]]) -> Any:
+        self._body = put_body(self.log_group, self.log_stream, events)
         try:  # botocore serialises an empty list; _use_body puts the events in
             return self._client.put_log_events(
                 logGroupName=self.log_group, logStreamName=self.log_stream, logEvents=[]
