@@ -40,7 +40,9 @@ def sort_probe(probe: str, n_units: int) -> int:
 
 def main(log_path: str) -> int:
     """Run the capsule; returns the exit code."""
-    db = DatabaseConfig(host="db.example.org", user="capsule", password=SecretStr("pa55-w0rd-never-logged"))
+    db = DatabaseConfig(
+        host="db.example.org", user="capsule", password=SecretStr("pa55-w0rd-never-logged")
+    )
     session = setup_logging(
         "spike-sorting-capsule",
         subject_id="123456",

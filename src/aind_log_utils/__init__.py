@@ -20,11 +20,13 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.3.0.dev0"
 
 __all__ = [
+    "CloudWatchHandler",
     "JsonFormatter",
     "LoggingSession",
     "LokiHandler",
     "RunDirectory",
     "RunReader",
+    "SipeHandler",
     "__version__",
     "bind_context",
     "canonical",
@@ -58,11 +60,14 @@ _LAZY: dict[str, tuple[str, str]] = {
     "RunReader": ("._rundir", "RunReader"),
     "list_runs": ("._rundir", "list_runs"),
     "LokiHandler": ("._loki", "LokiHandler"),
+    "SipeHandler": ("._sipe", "SipeHandler"),
+    "CloudWatchHandler": ("._cloudwatch", "CloudWatchHandler"),
 }
 
 if TYPE_CHECKING:
     from . import log
     from ._canonical import canonical, current_canonical
+    from ._cloudwatch import CloudWatchHandler
     from ._context import bind_context, clear_context, get_context, log_context, unbind_context
     from ._formatter import JsonFormatter
     from ._loki import LokiHandler
@@ -70,6 +75,7 @@ if TYPE_CHECKING:
     from ._rundir import RunDirectory, RunReader, list_runs
     from ._session import LoggingSession
     from ._setup import setup_logging
+    from ._sipe import SipeHandler
 
 
 def __getattr__(name: str) -> Any:

@@ -139,4 +139,25 @@ def build_network_sinks(
         warnings.warn(
             f"{', '.join(unused)} given without loki_url: no Loki sink", UserWarning, stacklevel=3
         )
+    if options.get("sipe_url"):
+        from ._sipe import SipeSink
+
+        sipe_kwargs: dict[str, Any] = _options(options.get("sipe_options"), "sipe_options")
+        if options.get("sipe_level") is not None:
+            sipe_kwargs["level"] = options["sipe_level"]
+        sinks.append(
+            SipeSink(str(options["sipe_url"]), program=program, fields=fields, **sipe_kwargs)
+        )
+    if _cloudwatch_wanted(options.get("cloudwatch")):
+        from ._cloudwatch import CloudWatchSink
+
+        sinks.append(
+            CloudWatchSink(
+                program=program,
+                log_group=options.get("cloudwatch_log_group"),
+                log_stream=options.get("cloudwatch_log_stream"),
+                region=options.get("cloudwatch_region"),
+                **_options(options.get("cloudwatch_options"), "cloudwatch_options"),
+            )
+        )
     return sinks

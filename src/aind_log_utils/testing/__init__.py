@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from ._capture import CapturedRecords, capture_logs, read_jsonl
 from ._loki_receiver import LokiEntry, LokiReceiver, PushRecord, ReceiverMode
+from ._sipe_receiver import SipeReceiver
 
 __all__ = [
     "CapturedRecords",
@@ -25,6 +26,7 @@ __all__ = [
     "LokiReceiver",
     "PushRecord",
     "ReceiverMode",
+    "SipeReceiver",
     "capture_logs",
     "read_jsonl",
 ]
