@@ -22,18 +22,17 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from aind_log_utils import log_context, setup_logging
+from aind_log_utils import SipeHandler, log_context, setup_logging
 from aind_log_utils._sipe import (
     PICKLE_PROTOCOL,
     START_STOP,
     SipeEncoder,
-    SipeHandler,
     SipeSink,
     frame,
     parse_sipe_url,
     plain,
 )
-from aind_log_utils.testing._sipe_receiver import SipeReceiver
+from aind_log_utils.testing import SipeReceiver
 
 FAST: dict[str, Any] = {"batch_wait_s": 0.01, "retry_start_s": 0.05, "retry_max_s": 0.5}
 PLAIN_TYPES = (str, int, float, bool, type(None))
@@ -460,8 +459,7 @@ def test_setup_logging_sipe_url(receiver: SipeReceiver, tmp_path: Path) -> None:
         "water-log", console=False, log_file=False, handle_sigterm=False, send_start_log=False,
         sipe_url=receiver.url, sipe_options={**FAST, "spool_dir": str(tmp_path)},
     )  # fmt: skip
-    if not any(sink.name == "sipe" for sink in session.sinks):
-        pytest.skip("setup_logging does not build the SIPE sink yet (_network.build_network_sinks)")
+    assert [sink.name for sink in session.sinks] == ["sipe"]
     logging.getLogger("rig").error("via setup")
     session.close()
     assert receiver.wait_for(1)
@@ -478,8 +476,7 @@ def test_setup_logging_aind_sipe_url(
     session = setup_logging(
         "water-log", console=False, log_file=False, handle_sigterm=False, send_start_log=False
     )
-    if not any(sink.name == "sipe" for sink in session.sinks):
-        pytest.skip("setup_logging does not build the SIPE sink yet (_network.build_network_sinks)")
+    assert [sink.name for sink in session.sinks] == ["sipe"]
     logging.getLogger("rig").warning("stays")
     logging.getLogger("rig").error("goes")
     session.close()

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from aind_log_utils._sipe import SipeHandler, SipeTransport, frame
-from aind_log_utils.testing._sipe_receiver import SipeReceiver
+from aind_log_utils.testing import SipeReceiver
 
 FAST: dict[str, Any] = {
     "batch_wait_s": 0.01,

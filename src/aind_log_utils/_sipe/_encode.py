@@ -51,12 +51,13 @@ SESSION_LOGGER = "aind_log_utils.session"
 _PLAIN = frozenset({str, int, float, bool, type(None)})
 _LENGTH = struct.Struct(">L")
 #: The LogRecord attributes the cookbook receiver's formatters read, copied from
-#: the record (``msg``, ``exc_text`` and ``stack_info`` come from the event).
+#: the record; ``lineno``, ``threadName`` and ``processName`` come with the event
+#: (the same values), ``msg``, ``exc_text`` and ``stack_info`` from the event (redacted).
 RECORD_ATTRS: tuple[str, ...] = (
-    "name", "levelname", "levelno", "pathname", "filename", "module", "lineno",
-    "funcName", "created", "msecs", "relativeCreated", "thread", "threadName",
-    "process", "processName",
+    "name", "levelname", "levelno", "pathname", "filename", "module", "funcName",
+    "created", "msecs", "relativeCreated", "thread", "process",
 )  # fmt: skip
+_FROM_EVENT = ("lineno", "threadName", "processName")
 _get_record_attrs = operator.itemgetter(*RECORD_ATTRS)
 #: Keys that would break the record ``makeLogRecord`` rebuilds on the server: a
 #: LogRecord method (``getMessage``) is sent as ``extra_<key>``; ``exc_info`` and
@@ -136,6 +137,7 @@ _local = threading.local()
 
 
 def _dumps(payload: dict[str, Any]) -> bytes:
+    """The whole frame: the 4-byte length and the pickle."""
     # One pickler per thread, reused: a third cheaper than pickle.dumps. Fast mode
     # (no memo) suits a flat dict of scalars.
     pickler: pickle.Pickler
@@ -154,7 +156,8 @@ def _dumps(payload: dict[str, Any]) -> bytes:
     except BaseException:
         del _local.pickler  # never reuse a pickler an error interrupted
         raise
-    return buffer.getvalue()
+    data = buffer.getvalue()
+    return _LENGTH.pack(len(data)) + data
 
 
 def frame(payload: dict[str, Any]) -> bytes:
@@ -172,11 +175,15 @@ def frame(payload: dict[str, Any]) -> bytes:
     """
     if not _PLAIN.issuperset(map(type, payload.values())):
         payload = {k: plain(v) for k, v in payload.items()}
+    return _frame_checked(payload)
+
+
+def _frame_checked(payload: dict[str, Any]) -> bytes:
+    """Like :func:`frame`, for a payload whose values were (mostly) checked already."""
     try:
-        data = _dumps(payload)
+        return _dumps(payload)
     except _NotPlain:  # a key of a subclass of str, or a value that slipped through
-        data = _dumps({str(plain(k)): plain(v) for k, v in payload.items()})
-    return _LENGTH.pack(len(data)) + data
+        return _dumps({str(plain(k)): plain(v) for k, v in payload.items()})
 
 
 def start_stop_message(action: str, log_session: str | None, user: str | None) -> str:
@@ -257,6 +264,11 @@ class SipeEncoder:
             "software_version": _known(fields.get("software_version")),
             "log_session": self.log_session,
         }
+        self._default_keys = frozenset(self._defaults)
+        self._event_attrs = frozenset(_FROM_EVENT)
+        self._rig_id = self._defaults["rig_id"]
+        self._version = self._defaults["software_version"]
+        self._sipe_attrs = self._sipe_attributes(self._rig_id, self._version)
 
     @property
     def defaults(self) -> Mapping[str, Any]:
@@ -295,31 +307,48 @@ class SipeEncoder:
         Returns:
             The frame: length + pickle.
         """
-        payload: dict[str, Any] = {**self._defaults, **event}
-        rig_id = payload["rig_id"]
-        payload["project"] = self.program
-        payload["rig_name"] = self.rig_name_env or rig_id
-        payload["comp_id"] = self.comp_id_env or rig_id
-        payload["version"] = payload["software_version"]
+        if _PLAIN.issuperset(map(type, event.values())):
+            payload = event.copy() if type(event) is dict else dict(event)
+        else:
+            payload = {k: plain(v) for k, v in event.items()}
+        if not self._default_keys <= payload.keys():  # a hand-made event
+            payload = {**self._defaults, **payload}
+        rig_id, version = payload["rig_id"], payload["software_version"]
+        if rig_id == self._rig_id and version == self._version:
+            payload.update(self._sipe_attrs)
+        else:  # bound context or extra= changed them for this record
+            payload.update(self._sipe_attributes(rig_id, version))
+        record_dict = record.__dict__
         try:
-            values = _get_record_attrs(record.__dict__)
+            payload.update(zip(RECORD_ATTRS, _get_record_attrs(record_dict), strict=False))
         except KeyError:  # a record built by hand, without some attribute
-            values = tuple(getattr(record, name, None) for name in RECORD_ATTRS)
-        payload.update(zip(RECORD_ATTRS, values, strict=True))
-        text = payload.pop("message", "")
-        payload["msg"] = text if message is None else message
+            payload.update((name, plain(getattr(record, name, None))) for name in RECORD_ATTRS)
+        if not self._event_attrs <= payload.keys():  # an event not made by the renderer
+            for name in _FROM_EVENT:
+                payload.setdefault(name, plain(getattr(record, name, None)))
+        payload["msg"] = payload.pop("message", "") if message is None else message
         payload["args"] = None
         payload["exc_text"] = event.get("stack_trace")
         payload["stack_info"] = event.get("stack_info")
         if levelno is not None:
             payload["levelno"] = levelno
-        if levelname is not None:
             payload["levelname"] = levelname
         if weblog:
             payload["weblog"] = True
-        if "getMessage" in event or "exc_info" in event or "asctime" in event:
+        if "getMessage" in payload or "exc_info" in payload or "asctime" in payload:
             payload = _unshadow(payload)
-        return frame(payload)
+        # The record's attributes are plain for any real LogRecord; should a record
+        # factory have put an object there, the pickler refuses it and frame()
+        # converts every value instead.
+        return _frame_checked(payload)
+
+    def _sipe_attributes(self, rig_id: Any, version: Any) -> dict[str, Any]:
+        return {
+            "project": self.program,
+            "rig_name": self.rig_name_env or rig_id,
+            "comp_id": self.comp_id_env or rig_id,
+            "version": version,
+        }
 
 
 def _unshadow(payload: dict[str, Any]) -> dict[str, Any]:

@@ -20,6 +20,9 @@ __all__ = ["DEFAULT_PORT", "SipeHandler", "SipeSink", "parse_sipe_url", "sipe_sp
 
 #: The port of the SIPE log server (``eng-logtools.corp.alleninstitute.org:9000``).
 DEFAULT_PORT = 9000
+#: TCP has no request size limit: bigger batches mean fewer wake-ups of the worker
+#: (each costs it a GIL hand-over from a busy logging thread).
+DEFAULT_MAX_BATCH_BYTES = 4 * 1024 * 1024
 _INTERNAL_THREAD_PREFIX = "aind-log-"
 _START_STOP_NAME = "START_STOP"
 
@@ -127,7 +130,8 @@ class SipeSink:
             START_STOP lines (default True).
         spool_dir: where to spool (default: one folder per host and port in the
             user cache directory).
-        **engine_options: passed to :class:`DeliveryEngine` (``batch_wait_s``,
+        **engine_options: passed to :class:`DeliveryEngine` (``max_batch_bytes``,
+            default 4 MiB here, ``batch_wait_s``,
             ``retry_start_s``, ``retry_factor``, ``retry_max_s``, ``timeout_s``,
             ``flush_timeout_s``, ``max_queue_bytes``, ``max_spool_bytes``, ...).
 
@@ -159,7 +163,7 @@ class SipeSink:
         self.start_stop_lines = start_stop_lines
         self._encoder = SipeEncoder(program, fields)
         self.program = self._encoder.program
-        max_batch = engine_options.pop("max_batch_bytes", 1024 * 1024)
+        max_batch = engine_options.pop("max_batch_bytes", DEFAULT_MAX_BATCH_BYTES)
         self._transport = SipeTransport(self.host, self.port, max_batch_bytes=max_batch)
         self.spool_dir = (
             Path(spool_dir) if spool_dir is not None else sipe_spool_dir(self.host, self.port)

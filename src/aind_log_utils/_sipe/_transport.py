@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import select
 import socket
+import struct
 import threading
 import time
 
@@ -29,7 +30,13 @@ from .._delivery import SendResult, describe_error
 __all__ = ["SipeTransport"]
 
 #: Frames are joined into writes of about this size.
-_CHUNK_BYTES = 256 * 1024
+_CHUNK_BYTES = 4 * 1024 * 1024
+#: POSIX: one blocking send() bounded by SO_SNDTIMEO writes a whole chunk in ONE
+#: system call. With Python's own timeouts every partial write is a poll() and a
+#: send(), and each of them hands the GIL back to a busy logging thread, which
+#: costs the worker up to the switch interval (5 ms) each time. Windows keeps
+#: Python's timeouts: there, a timed-out send leaves the socket "indeterminate".
+_KERNEL_TIMEOUT = os.name != "nt" and hasattr(socket, "SO_SNDTIMEO")
 
 
 class SipeTransport:
@@ -164,10 +171,20 @@ class SipeTransport:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            sock.settimeout(remaining)
             try:
+                if _KERNEL_TIMEOUT:
+                    sock.settimeout(None)
+                    seconds = int(remaining)
+                    micros = int((remaining - seconds) * 1e6)
+                    if not seconds and not micros:
+                        micros = 1  # 0 would mean "block forever"
+                    sock.setsockopt(
+                        socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("@ll", seconds, micros)
+                    )
+                else:
+                    sock.settimeout(remaining)
                 done += sock.send(data[done:])
-            except TimeoutError:
+            except (TimeoutError, BlockingIOError):
                 break
         return done
 
