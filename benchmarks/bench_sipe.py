@@ -1,0 +1,297 @@
+"""SIPE benchmark: what the SIPE sink costs the caller, and what it delivers.
+
+The receiver (:class:`aind_log_utils.testing.SipeReceiver`, the cookbook's kind of
+server with a class-refusing unpickler) runs in this parent process; every
+measured program runs in a fresh interpreter of its own, so the receiver never
+shares a GIL with it.
+
+1. Caller cost per record, against the same setup without SIPE (``file_only``:
+   ``setup_logging`` with the JSONL file on ``os.devnull``), target <= 1.2x, with
+   the server up (``ours_up``) and with it down (``ours_down``: nothing listens on
+   the port, so records are spooled on disk). The records are ``logger.info(...,
+   extra={"weblog": True})`` with bench_core's extras, so every one goes to SIPE;
+   ``ours_filtered`` logs the same without ``weblog`` (INFO records SIPE does not
+   take). For reference, the stdlib's ``logging.handlers.SocketHandler`` on the same
+   receiver, beside the same file setup (``stdlib_up``, ``stdlib_down``). Variants
+   alternate round by round; the figure is the median over rounds of the best of
+   repeats.
+2. An outage in the middle of a run: N records with the server up, N while it is
+   down, N after it is back, then exit. Counts what the receiver holds: ours should
+   hold all 3N, in order, once; SocketHandler drops what was logged while the
+   server was away (and, after it is back, until its retry time has passed).
+
+Timings are printed, never asserted. The exit status is non-zero only when
+something crashed or when OUR sink lost, duplicated or reordered a record.
+
+Usage::
+
+    python benchmarks/bench_sipe.py            # full run (~3 min)
+    python benchmarks/bench_sipe.py --smoke    # a few seconds, for CI (no verdicts)
+    python benchmarks/bench_sipe.py --json figures.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+HERE = os.path.abspath(__file__)
+
+# The same standard fields and extras as bench_core.py.
+FIELDS: dict[str, str] = {
+    "process_name": "bench-capsule",
+    "subject_id": "123456",
+    "acquisition_name": "123456_2026-01-01_23-00-00",
+    "asset_name": "ecephys_123456_2026-01-01_23-00-00",
+    "instrument_id": "EPHYS1",
+    "rig_id": "ephys_9_acq",
+    "specimen_id": "123456_001",
+    "pipeline_name": "spike-sorting",
+    "user_id": "bobby.b",
+    "software_name": "bench",
+    "software_version": "1.0.0",
+}
+COST_VARIANTS = (
+    "file_only",
+    "ours_up",
+    "ours_down",
+    "ours_filtered",
+    "stdlib_up",
+    "stdlib_down",
+)
+FAST = {"batch_wait_s": 0.05, "retry_start_s": 0.1, "retry_max_s": 1.0, "timeout_s": 2.0}
+
+
+def _extras(serializable: bool) -> dict[str, Any]:
+    """bench_core's extras; the SecretStr becomes a plain string for SocketHandler,
+    which pickles objects as they are (and the receiver refuses any class)."""
+    from pydantic import SecretStr
+
+    token: Any = "**********" if serializable else SecretStr("not-for-logs-0001")
+    return {
+        "camera": "cam-01",
+        "stage": "acquisition",
+        "frame_file": "frame_000123.tiff",
+        "operator": "bobby.b",
+        "frame": 123,
+        "exposure_ms": 16.6,
+        "dropped": False,
+        "note": "nominal",
+        "api_token": token,
+    }
+
+
+# ---------------------------------------------------------------------------
+# The measured programs (one fresh interpreter each)
+# ---------------------------------------------------------------------------
+
+
+def _setup(variant: str, port: int, spool: str) -> Any:
+    import logging
+    import logging.handlers
+
+    from aind_log_utils import setup_logging
+
+    options: dict[str, Any] = dict(FIELDS)
+    if variant.startswith("ours"):
+        options["sipe_url"] = f"127.0.0.1:{port}"
+        options["sipe_options"] = {**FAST, "spool_dir": spool}
+    session = setup_logging(
+        console=False, log_file=os.devnull, send_start_log=False, handle_sigterm=False, **options
+    )
+    if variant.startswith("stdlib"):
+        logging.getLogger().addHandler(logging.handlers.SocketHandler("127.0.0.1", port))
+    return session
+
+
+def cost_worker(variant: str, port: int, n: int, repeats: int) -> float:
+    """Run one variant; return the best ns per record."""
+    import logging
+
+    spool = tempfile.mkdtemp(prefix="bench-sipe-")
+    try:
+        session = _setup(variant, port, spool)
+        logger = logging.getLogger("bench")
+        extras = _extras(serializable=variant.startswith("stdlib"))
+        if variant != "ours_filtered":
+            extras["weblog"] = True
+        for _ in range(min(n, 2000)):  # warm up
+            logger.info("frame %d acquired", 1, extra=extras)
+        best = float("inf")
+        for _ in range(repeats):
+            start = time.perf_counter_ns()
+            for i in range(n):
+                logger.info("frame %d acquired", i, extra=extras)
+            best = min(best, (time.perf_counter_ns() - start) / n)
+        session.close(timeout_s=0 if variant.endswith("down") else 30)
+        return best
+    finally:
+        shutil.rmtree(spool, ignore_errors=True)
+
+
+def outage_worker(variant: str, port: int, n: int) -> int:
+    """Log n records, wait for the parent, n more, wait, n more; then exit."""
+    import logging
+
+    spool = tempfile.mkdtemp(prefix="bench-sipe-")
+    try:
+        session = _setup(variant, port, spool)
+        logger = logging.getLogger("bench")
+        extras = _extras(serializable=variant.startswith("stdlib"))
+        extras["weblog"] = True
+        for phase in range(3):
+            for i in range(phase * n, (phase + 1) * n):
+                logger.info("record %d", i, extra=extras)
+            if variant.startswith("ours"):
+                session.flush(timeout_s=0.0 if phase == 1 else 30)
+            print(f"phase {phase} done", flush=True)
+            if phase < 2:
+                sys.stdin.readline()  # the parent moves the server, then says go
+        session.close(timeout_s=30)
+        return 0
+    finally:
+        shutil.rmtree(spool, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------
+# The parent
+# ---------------------------------------------------------------------------
+
+
+def _spawn(args: list[str]) -> float:
+    out = subprocess.run(
+        [sys.executable, HERE, *args], capture_output=True, text=True, check=True, timeout=900
+    )
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def measure_costs(receiver: Any, n: int, repeats: int, rounds: int) -> dict[str, float]:
+    results: dict[str, list[float]] = {v: [] for v in COST_VARIANTS}
+    for _ in range(rounds):
+        for variant in COST_VARIANTS:
+            receiver.clear()
+            if variant.endswith("down"):
+                receiver.go_away(graceful=False)
+            try:
+                args = ["--worker", variant, "--port", str(receiver.port)]
+                args += ["--n", str(n), "--repeats", str(repeats)]
+                results[variant].append(_spawn(args))
+            finally:
+                if not receiver.listening:
+                    receiver.come_back()
+    return {k: statistics.median(v) for k, v in results.items()}
+
+
+def run_outage(receiver: Any, variant: str, n: int) -> dict[str, Any]:
+    receiver.clear()
+    proc = subprocess.Popen(
+        [sys.executable, HERE, "--outage", variant, "--port", str(receiver.port), "--n", str(n)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        bufsize=1,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    for phase in range(2):
+        line = proc.stdout.readline()
+        if not line.startswith(f"phase {phase} done"):
+            raise RuntimeError(f"{variant}: worker said {line!r}")
+        if phase == 0:
+            receiver.wait_for(n, 30 if variant.startswith("ours") else 5)
+            receiver.go_away(graceful=False)  # the server's process stops
+        else:
+            receiver.come_back()
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+    proc.stdout.readline()
+    code = proc.wait(timeout=120)
+    # settle: until nothing new arrives for a second (or everything is there)
+    last, changed = -1, time.monotonic()
+    while not receiver.wait_for(3 * n, 0.1):
+        count = receiver.count()
+        if count != last:
+            last, changed = count, time.monotonic()
+        elif time.monotonic() - changed > 1.0:
+            break
+    numbers = [int(m.split()[1]) for m in receiver.messages()]
+    return {
+        "exit_code": code,
+        "received": len(numbers),
+        "expected": 3 * n,
+        "lost": len(set(range(3 * n)) - set(numbers)),
+        "lost_while_down": len(set(range(n, 2 * n)) - set(numbers)),
+        "duplicates": len(numbers) - len(set(numbers)),
+        "in_order": numbers == sorted(numbers),
+        "refused": receiver.refused,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--outage", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--n", type=int, default=20000)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--outage-n", type=int, default=2000)
+    parser.add_argument(
+        "--smoke", action="store_true", help="tiny run for CI; prints figures, no verdict"
+    )
+    parser.add_argument("--json", help="write the figures to this file")
+    args = parser.parse_args()
+    if args.worker:
+        print(cost_worker(args.worker, args.port, args.n, args.repeats))
+        return 0
+    if args.outage:
+        return outage_worker(args.outage, args.port, args.n)
+    if args.smoke:
+        args.n, args.repeats, args.rounds, args.outage_n = 2000, 2, 1, 200
+
+    from aind_log_utils.testing import SipeReceiver
+
+    with SipeReceiver() as receiver:
+        med = measure_costs(receiver, args.n, args.repeats, args.rounds)
+        outages = {v: run_outage(receiver, v, args.outage_n) for v in ("ours_up", "stdlib_up")}
+    base = med["file_only"]
+    ratios = {
+        "ours_up / file_only (target <= 1.2)": med["ours_up"] / base,
+        "ours_down / file_only (target <= 1.2)": med["ours_down"] / base,
+        "ours_filtered / file_only": med["ours_filtered"] / base,
+        "stdlib_up / file_only (reference)": med["stdlib_up"] / base,
+        "stdlib_down / file_only (reference)": med["stdlib_down"] / base,
+    }
+    print(f"{'variant':<16} ns/record (median of {args.rounds} rounds, best of {args.repeats})")
+    for name, value in med.items():
+        print(f"{name:<16} {value:10.0f}")
+    print()
+    for name, value in ratios.items():
+        print(f"{name:<44} {value:6.2f}x")
+    print()
+    print(f"outage: {args.outage_n} records up, {args.outage_n} down, {args.outage_n} back up")
+    for variant, result in outages.items():
+        name = "ours" if variant.startswith("ours") else "SocketHandler"
+        print(f"  {name:<14} received {result['received']}/{result['expected']}, lost "
+              f"{result['lost']} ({result['lost_while_down']} of those logged while down), "
+              f"duplicates {result['duplicates']}, in order {result['in_order']}, "
+              f"refused {result['refused']}")  # fmt: skip
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"ns_per_record": med, "ratios": ratios, "outage": outages}, fh, indent=2)
+    ours = outages["ours_up"]
+    ok = ours["exit_code"] == 0 and ours["lost"] == 0 and ours["duplicates"] == 0
+    return 0 if ok and ours["in_order"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
