@@ -27,6 +27,8 @@ __all__ = [
     "encode_item",
     "loki_labels",
     "loki_metadata",
+    "split_item",
+    "strip_metadata",
     "timestamp_ns",
     "truncate_line",
     "validate_labels",
@@ -206,7 +208,11 @@ def truncate_line(event: Mapping[str, Any], line: bytes, max_bytes: int) -> byte
 def encode_item(
     labels_json: bytes, ts_ns: int, metadata: Mapping[str, str] | None, line: bytes
 ) -> bytes:
-    """Build one spoolable item.
+    """Build one spoolable item: the stream's labels and the push's value, both as JSON.
+
+    The value is already the exact JSON the push body needs
+    (``["<ts>", "<line>", {metadata}]``), so the worker only joins bytes: nothing
+    is parsed or serialised again off the caller's thread.
 
     Args:
         labels_json: the stream labels, already JSON-encoded (cached per stream).
@@ -215,10 +221,23 @@ def encode_item(
         line: the JSON line, without its trailing newline.
 
     Returns:
-        ``[labels, "ts", metadata]`` JSON, a newline, then the line.
+        ``<labels JSON>`` a newline ``<value JSON>`` (JSON never holds a raw newline).
     """
-    meta = orjson.dumps(metadata) if metadata else b"null"
-    return b"[" + labels_json + b',"' + str(ts_ns).encode() + b'",' + meta + b"]\n" + line
+    text = line.decode("utf-8", "replace")
+    value = [str(ts_ns), text, metadata] if metadata else [str(ts_ns), text]
+    return labels_json + b"\n" + orjson.dumps(value)
+
+
+def split_item(item: bytes) -> tuple[bytes, bytes]:
+    """Split an item into its labels JSON and its value JSON.
+
+    Raises:
+        ValueError: the item is not one this module encoded.
+    """
+    labels, sep, value = item.partition(b"\n")
+    if not sep or not labels.startswith(b"{") or not value.startswith(b"["):
+        raise ValueError("not a Loki item")
+    return labels, value
 
 
 def decode_item(item: bytes) -> tuple[dict[str, str], str, dict[str, str] | None, str]:
@@ -227,8 +246,13 @@ def decode_item(item: bytes) -> tuple[dict[str, str], str, dict[str, str] | None
     Raises:
         ValueError: the item is not one this module encoded.
     """
-    head, sep, line = item.partition(b"\n")
-    if not sep:
-        raise ValueError("not a Loki item")
-    labels, ts, meta = orjson.loads(head)
-    return labels, ts, meta, line.decode("utf-8", "replace")
+    labels, value = split_item(item)
+    parsed = orjson.loads(value)
+    meta = parsed[2] if len(parsed) > 2 else None
+    return orjson.loads(labels), parsed[0], meta, parsed[1]
+
+
+def strip_metadata(value: bytes) -> bytes:
+    """The value JSON without its structured metadata (for servers that refuse it)."""
+    parsed = orjson.loads(value)
+    return value if len(parsed) < 3 else orjson.dumps(parsed[:2])

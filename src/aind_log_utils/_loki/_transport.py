@@ -11,13 +11,10 @@ from __future__ import annotations
 import gzip
 import re
 import threading
-from typing import Any
-
-import orjson
 
 from .._delivery import SendResult, describe_error
 from .._diagnostics import diagnose
-from ._encode import decode_item
+from ._encode import split_item, strip_metadata
 
 __all__ = ["LokiTransport"]
 
@@ -93,20 +90,28 @@ class LokiTransport:
         return f"<LokiTransport {self.push_url}>"
 
     def body(self, batch: list[bytes]) -> bytes:
-        """The JSON push body for a batch (streams in first-seen order)."""
-        streams: dict[str, tuple[dict[str, str], list[list[Any]]]] = {}
+        """The JSON push body for a batch: streams in first-seen order, values joined as bytes."""
+        streams: dict[bytes, list[bytes]] = {}
         with_meta = self.structured_metadata
         for item in batch:
             try:
-                labels, ts, meta, line = decode_item(item)
+                labels, value = split_item(item)
+                if not with_meta:
+                    value = strip_metadata(value)
             except Exception:
                 continue  # not ours (a corrupt spool item): skip it, never crash
-            key = orjson.dumps(labels, option=orjson.OPT_SORT_KEYS).decode()
-            stream = streams.get(key)
-            if stream is None:
-                stream = streams[key] = (labels, [])
-            stream[1].append([ts, line, meta] if (with_meta and meta) else [ts, line])
-        return orjson.dumps({"streams": [{"stream": s, "values": v} for s, v in streams.values()]})
+            values = streams.get(labels)
+            if values is None:
+                values = streams[labels] = []
+            values.append(value)
+        out: list[bytes] = []
+        for labels, values in streams.items():
+            out.append(b'{"stream":' + labels + b',"values":[')
+            out.append(b",".join(values))
+            out.append(b"]},")
+        if out:
+            out[-1] = b"]}"
+        return b'{"streams":[' + b"".join(out) + b"]}"
 
     def send(self, batch: list[bytes], timeout_s: float) -> SendResult:
         """Push one batch; see the module docstring for how answers are read."""
