@@ -5,7 +5,9 @@ server with a class-refusing unpickler) runs in this parent process; every
 measured program runs in a fresh interpreter of its own, so the receiver never
 shares a GIL with it.
 
-1. Caller cost per record, against the same setup without SIPE (``file_only``:
+1. Caller cost per record (wall time of the logging loop, and the process's CPU
+   time, worker thread included: on a small machine the receiver's own CPU slows
+   the wall figures of the "up" variants), against the same setup without SIPE (``file_only``:
    ``setup_logging`` with the JSONL file on ``os.devnull``), target <= 1.2x, with
    the server up (``ours_up``) and with it down (``ours_down``: nothing listens on
    the port, so records are spooled on disk). The records are ``logger.info(...,
@@ -112,8 +114,8 @@ def _setup(variant: str, port: int, spool: str) -> Any:
     return session
 
 
-def cost_worker(variant: str, port: int, n: int, repeats: int) -> float:
-    """Run one variant; return the best ns per record."""
+def cost_worker(variant: str, port: int, n: int, repeats: int) -> tuple[float, float]:
+    """Run one variant; return the best wall and process-CPU ns per record."""
     import logging
 
     spool = tempfile.mkdtemp(prefix="bench-sipe-")
@@ -125,14 +127,15 @@ def cost_worker(variant: str, port: int, n: int, repeats: int) -> float:
             extras["weblog"] = True
         for _ in range(min(n, 2000)):  # warm up
             logger.info("frame %d acquired", 1, extra=extras)
-        best = float("inf")
+        best = best_cpu = float("inf")
         for _ in range(repeats):
-            start = time.perf_counter_ns()
+            start, cpu = time.perf_counter_ns(), time.process_time_ns()
             for i in range(n):
                 logger.info("frame %d acquired", i, extra=extras)
             best = min(best, (time.perf_counter_ns() - start) / n)
+            best_cpu = min(best_cpu, (time.process_time_ns() - cpu) / n)
         session.close(timeout_s=0 if variant.endswith("down") else 30)
-        return best
+        return best, best_cpu
     finally:
         shutil.rmtree(spool, ignore_errors=True)
 
@@ -166,15 +169,19 @@ def outage_worker(variant: str, port: int, n: int) -> int:
 # ---------------------------------------------------------------------------
 
 
-def _spawn(args: list[str]) -> float:
+def _spawn(args: list[str]) -> tuple[float, float]:
     out = subprocess.run(
         [sys.executable, HERE, *args], capture_output=True, text=True, check=True, timeout=900
     )
-    return float(out.stdout.strip().splitlines()[-1])
+    wall, cpu = out.stdout.strip().splitlines()[-1].split()
+    return float(wall), float(cpu)
 
 
-def measure_costs(receiver: Any, n: int, repeats: int, rounds: int) -> dict[str, float]:
-    results: dict[str, list[float]] = {v: [] for v in COST_VARIANTS}
+def measure_costs(
+    receiver: Any, n: int, repeats: int, rounds: int
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Median over rounds of (wall, process CPU) ns per record, per variant."""
+    results: dict[str, list[tuple[float, float]]] = {v: [] for v in COST_VARIANTS}
     for _ in range(rounds):
         for variant in COST_VARIANTS:
             receiver.clear()
@@ -187,7 +194,9 @@ def measure_costs(receiver: Any, n: int, repeats: int, rounds: int) -> dict[str,
             finally:
                 if not receiver.listening:
                     receiver.come_back()
-    return {k: statistics.median(v) for k, v in results.items()}
+    wall = {k: statistics.median(w for w, _ in v) for k, v in results.items()}
+    cpu = {k: statistics.median(c for _, c in v) for k, v in results.items()}
+    return wall, cpu
 
 
 def run_outage(receiver: Any, variant: str, n: int) -> dict[str, Any]:
@@ -251,7 +260,7 @@ def main() -> int:
     parser.add_argument("--json", help="write the figures to this file")
     args = parser.parse_args()
     if args.worker:
-        print(cost_worker(args.worker, args.port, args.n, args.repeats))
+        print(*cost_worker(args.worker, args.port, args.n, args.repeats))
         return 0
     if args.outage:
         return outage_worker(args.outage, args.port, args.n)
@@ -261,22 +270,26 @@ def main() -> int:
     from aind_log_utils.testing import SipeReceiver
 
     with SipeReceiver() as receiver:
-        med = measure_costs(receiver, args.n, args.repeats, args.rounds)
+        med, cpu = measure_costs(receiver, args.n, args.repeats, args.rounds)
         outages = {v: run_outage(receiver, v, args.outage_n) for v in ("ours_up", "stdlib_up")}
-    base = med["file_only"]
-    ratios = {
-        "ours_up / file_only (target <= 1.2)": med["ours_up"] / base,
-        "ours_down / file_only (target <= 1.2)": med["ours_down"] / base,
-        "ours_filtered / file_only": med["ours_filtered"] / base,
-        "stdlib_up / file_only (reference)": med["stdlib_up"] / base,
-        "stdlib_down / file_only (reference)": med["stdlib_down"] / base,
-    }
-    print(f"{'variant':<16} ns/record (median of {args.rounds} rounds, best of {args.repeats})")
-    for name, value in med.items():
-        print(f"{name:<16} {value:10.0f}")
+    ratios: dict[str, dict[str, float]] = {}
+    for label, figures in (("wall", med), ("cpu", cpu)):
+        base = figures["file_only"]
+        ratios[label] = {
+            "ours_up / file_only (target <= 1.2)": figures["ours_up"] / base,
+            "ours_down / file_only (target <= 1.2)": figures["ours_down"] / base,
+            "ours_filtered / file_only": figures["ours_filtered"] / base,
+            "stdlib_up / file_only (reference)": figures["stdlib_up"] / base,
+            "stdlib_down / file_only (reference)": figures["stdlib_down"] / base,
+        }
+    print(f"ns/record (median of {args.rounds} rounds, best of {args.repeats} repeats)")
+    print(f"{'variant':<16} {'wall':>10} {'process CPU':>12}")
+    for name in COST_VARIANTS:
+        print(f"{name:<16} {med[name]:10.0f} {cpu[name]:12.0f}")
     print()
-    for name, value in ratios.items():
-        print(f"{name:<44} {value:6.2f}x")
+    print(f"{'ratio':<44} {'wall':>6} {'CPU':>6}")
+    for name in ratios["wall"]:
+        print(f"{name:<44} {ratios['wall'][name]:5.2f}x {ratios['cpu'][name]:5.2f}x")
     print()
     print(f"outage: {args.outage_n} records up, {args.outage_n} down, {args.outage_n} back up")
     for variant, result in outages.items():
@@ -287,7 +300,8 @@ def main() -> int:
               f"refused {result['refused']}")  # fmt: skip
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"ns_per_record": med, "ratios": ratios, "outage": outages}, fh, indent=2)
+            dump = {"wall_ns": med, "cpu_ns": cpu, "ratios": ratios, "outage": outages}
+            json.dump(dump, fh, indent=2)
     ours = outages["ours_up"]
     ok = ours["exit_code"] == 0 and ours["lost"] == 0 and ours["duplicates"] == 0
     return 0 if ok and ours["in_order"] else 1
