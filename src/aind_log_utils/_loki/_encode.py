@@ -206,7 +206,10 @@ def truncate_line(event: Mapping[str, Any], line: bytes, max_bytes: int) -> byte
 
 
 def encode_item(
-    labels_json: bytes, ts_ns: int, metadata: Mapping[str, str] | None, line: bytes
+    labels_json: bytes,
+    ts_ns: int,
+    metadata: Mapping[str, str] | orjson.Fragment | None,
+    line: bytes,
 ) -> bytes:
     """Build one spoolable item: the stream's labels and the push's value, both as JSON.
 
@@ -217,7 +220,8 @@ def encode_item(
     Args:
         labels_json: the stream labels, already JSON-encoded (cached per stream).
         ts_ns: the entry's timestamp in nanoseconds.
-        metadata: structured metadata, or None.
+        metadata: structured metadata (a mapping, or its JSON as an
+            ``orjson.Fragment``), or None.
         line: the JSON line, without its trailing newline.
 
     Returns:

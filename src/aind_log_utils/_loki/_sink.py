@@ -15,6 +15,7 @@ import orjson
 from .._delivery import DeliveryEngine
 from .._render import Renderer
 from ._encode import (
+    METADATA_FIELDS,
     created_ns,
     encode_item,
     loki_labels,
@@ -31,6 +32,7 @@ PUSH_PATH = "/loki/api/v1/push"
 #: Loki's default line limit is 256 KB; stay a little under it.
 DEFAULT_MAX_LINE_BYTES = 256 * 1024 - 1024
 _INTERNAL_THREAD_PREFIX = "aind-log-"
+_NO_METADATA = orjson.Fragment(b"null")
 
 
 def normalize_push_url(url: str) -> tuple[str, tuple[str, str] | None]:
@@ -178,6 +180,7 @@ class LokiSink:
             **engine_options,
         )
         self._label_cache: dict[tuple[Any, ...], bytes] = {}
+        self._meta_cache: dict[tuple[Any, ...], orjson.Fragment] = {}
 
     def __repr__(self) -> str:
         return f"<LokiSink {self.push_url} program={self.program!r}>"
@@ -191,6 +194,21 @@ class LokiSink:
             if len(self._label_cache) < 1024:
                 self._label_cache[key] = cached
         return cached
+
+    def _metadata_json(self, event: Mapping[str, Any]) -> orjson.Fragment | None:
+        # The metadata rarely changes from record to record: serialise it once.
+        key = tuple(event.get(name) for name in METADATA_FIELDS)
+        cached = self._meta_cache.get(key)
+        if cached is None:
+            meta = loki_metadata(event)
+            cached = orjson.Fragment(orjson.dumps(meta)) if meta else _NO_METADATA
+            try:
+                if len(self._meta_cache) >= 1024:
+                    self._meta_cache.clear()
+                self._meta_cache[key] = cached
+            except TypeError:  # an unhashable value: just don't cache it
+                pass
+        return None if cached is _NO_METADATA else cached
 
     def push_event(self, event: Mapping[str, Any], line: bytes, ts_ns: int | None = None) -> None:
         """Queue one rendered record for Loki; never blocks, never raises.
@@ -208,7 +226,7 @@ class LokiSink:
             body = line[:-1] if line.endswith(b"\n") else line
             if len(body) > self.max_line_bytes:
                 body = truncate_line(event, body, self.max_line_bytes)
-            meta = loki_metadata(event) if self.structured_metadata else None
+            meta = self._metadata_json(event) if self.structured_metadata else None
             self.engine.submit(encode_item(self._labels_json(event), ts_ns, meta, body))
         except Exception:
             self.engine._count_error("encode", RuntimeError("encoding failed"))
