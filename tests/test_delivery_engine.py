@@ -894,3 +894,176 @@ def test_a_failed_attempt_moves_memory_to_the_spool_in_order(
     gate.set()
     assert engine.flush(10)
     assert transport.delivered == items  # in order, once
+
+
+# ------------------------------------------------- replay in batches, backoff cap
+def test_default_retry_cap_is_10_s() -> None:
+    import inspect
+
+    params = inspect.signature(DeliveryEngine.__init__).parameters
+    assert params["retry_max_s"].default == 10.0
+    assert "default 10 s" in (DeliveryEngine.__doc__ or "")
+
+
+def _within(attempts: list[tuple[float, list[bytes]]], max_bytes: int, max_records: int) -> bool:
+    return all(
+        len(batch) <= max_records and (len(batch) == 1 or sum(map(len, batch)) <= max_bytes)
+        for _, batch in attempts
+    )
+
+
+def test_replay_of_a_dead_writer_s_segment_goes_in_bounded_batches(
+    make_engine: Callable[..., DeliveryEngine], tmp_path: Path
+) -> None:
+    expected = _write_dead_files(tmp_path / "spool", files=2, per_file=500)  # 14-byte items
+    transport = RecordingTransport()
+    engine = make_engine(transport, max_batch_records=64, max_batch_bytes=600)
+    engine.submit(b"own")
+    assert engine.flush(10)
+    assert transport.delivered == [*expected, b"own"]
+    assert _within(transport.attempts, 600, 64)
+    assert len(transport.attempts) >= 2 * 500 * 14 // 600
+
+
+def test_outage_replay_goes_in_bounded_batches_in_order(
+    make_engine: Callable[..., DeliveryEngine],
+) -> None:
+    switch = Switch()
+    transport = RecordingTransport(switch)
+    engine = make_engine(
+        transport, max_queue_records=20, max_batch_records=50, max_batch_bytes=2000
+    )
+    items = records(2000, width=100)
+    for item in items:
+        engine.submit(item)
+    assert engine.stats().spooled >= 1900
+    switch.up = True
+    assert engine.flush(20)
+    assert transport.delivered == items
+    assert _within(transport.attempts, 2000, 50)
+
+
+def test_a_replay_stopped_midway_resumes_where_it_stopped_in_this_process(
+    make_engine: Callable[..., DeliveryEngine], tmp_path: Path
+) -> None:
+    expected = _write_dead_files(tmp_path / "spool", files=1, per_file=100)
+    answers = iter([SendResult.ok(), SendResult.ok()])
+    first = RecordingTransport(lambda batch: next(answers, SendResult.retry("away")))
+    engine = make_engine(first, max_batch_records=10, retry_start_s=10.0, retry_max_s=10.0)
+    first.wait_for(lambda: len(first.attempts) >= 3)
+    engine.close(timeout_s=0)  # the file stays, 20 of its records taken
+    assert first.delivered == expected[:20]
+    second = RecordingTransport()
+    other = make_engine(second, max_batch_records=10)
+    other.submit(b"own")
+    assert other.flush(10)
+    assert second.delivered == [*expected[20:], b"own"]  # the taken batches are not resent
+    assert segments(tmp_path / "spool") == []
+
+
+# ------------------------------------------------------- compressed spool
+def _json_lines(n: int) -> list[bytes]:
+    sys.path.insert(0, str(Path(__file__).parent))
+    try:
+        from test_spool import json_lines
+    finally:
+        sys.path.pop(0)
+    return json_lines(n)
+
+
+def _outage(
+    make_engine: Callable[..., DeliveryEngine], spool_dir: Path, cap: int, lines: list[bytes]
+) -> tuple[DeliveryEngine, RecordingTransport, Switch]:
+    """Submit more raw bytes than ``cap`` while the server is away, paced like a
+    program logging steadily: each closed segment gets compressed before the next."""
+    switch = Switch()
+    transport = RecordingTransport(switch)
+    engine = make_engine(
+        transport, max_queue_records=50, max_spool_bytes=cap, retry_start_s=0.05, retry_max_s=0.1
+    )
+    chunk = 100
+    for start in range(0, len(lines), chunk):
+        for line in lines[start : start + chunk]:
+            engine.submit(line)
+        # raw: at most the segment being retried and the open one
+        poll(lambda: len(list(spool_dir.glob("*.spool"))) <= 2)
+    return engine, transport, switch
+
+
+def test_a_long_outage_fits_the_spool_compressed_and_is_delivered_once_in_order(
+    make_engine: Callable[..., DeliveryEngine], tmp_path: Path
+) -> None:
+    spool_dir, cap = tmp_path / "spool", 1024 * 1024
+    lines = _json_lines(6000)  # ~3.5 MB raw: 3.4 times the cap
+    assert sum(map(len, lines)) > 3 * cap
+    engine, transport, switch = _outage(make_engine, spool_dir, cap, lines)
+    assert engine.stats().dropped == {}
+    assert len(list(spool_dir.glob("*.spoolz"))) >= 10
+    switch.up = True
+    assert engine.flush(30)
+    assert transport.delivered == lines
+    assert engine.stats().dropped == {} and engine.stats().sent == len(lines)
+    assert segments(spool_dir) == []
+
+
+def test_the_next_start_replays_compressed_segments_in_order(
+    make_engine: Callable[..., DeliveryEngine], tmp_path: Path
+) -> None:
+    spool_dir, cap = tmp_path / "spool", 1024 * 1024
+    lines = _json_lines(5000)
+    engine, _, _ = _outage(make_engine, spool_dir, cap, lines)
+    engine.close(timeout_s=0)
+    assert engine.stats().dropped == {}
+    files = segments(spool_dir)
+    assert any(p.name.endswith(".spoolz") for p in files)
+    assert any(p.name.endswith(".spool") for p in files)  # the open and the retried one
+    transport = RecordingTransport()
+    other = make_engine(transport, max_batch_records=200)  # a new engine: the next start
+    other.submit(b"own")
+    assert other.flush(30)
+    assert transport.delivered == [*lines, b"own"]
+    assert _within(transport.attempts, 1024 * 1024, 200)
+    assert segments(spool_dir) == []
+
+
+def test_a_process_killed_while_compressing_leaves_each_record_once(
+    make_engine: Callable[..., DeliveryEngine], tmp_path: Path
+) -> None:
+    spool_dir = tmp_path / "spool"
+    child = subprocess.Popen(
+        [sys.executable, "-c", COMPRESSING_CHILD, str(spool_dir)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None
+    assert int(child.stdout.readline()) >= 8000 - 10  # the 10 queued are spilled next
+    submitted = 8000
+    poll(lambda: bool(list(spool_dir.glob("*.spoolz"))), timeout=20)  # compressing
+    child.send_signal(signal.SIGKILL)
+    child.wait(10)
+    transport = RecordingTransport()
+    engine = make_engine(transport)
+    engine.submit(b"own")
+    assert engine.flush(30)
+    got = transport.delivered[:-1]
+    assert len(got) == len(set(got)) == submitted  # every record once
+    assert got == sorted(got)  # in submission order
+    assert [p for p in spool_dir.iterdir()] == []
+
+
+COMPRESSING_CHILD = r"""
+import sys
+from aind_log_utils._delivery import DeliveryEngine, SendResult
+
+class Down:
+    def send(self, batch, timeout_s):
+        return SendResult.retry("down")
+
+engine = DeliveryEngine("child", Down(), spool_dir=sys.argv[1], max_queue_records=10,
+                        max_spool_bytes=4 << 20, retry_start_s=0.2, retry_max_s=0.2)
+for i in range(8000):  # 3.6 MB in 512 KiB segments, compressed as they close
+    engine.submit(b'{"seq": %08d, "msg": "a line of a steady program"}' % i + b" " * 400)
+print(engine.stats().spooled, flush=True)
+sys.stdin.readline()  # SIGKILLed while it waits (and compresses)
+"""

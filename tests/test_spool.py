@@ -255,7 +255,7 @@ def test_spool_cap_counts_every_writer_and_rotates(tmp_path: Path) -> None:
 def test_spool_rotates_segments_by_size(tmp_path: Path) -> None:
     spool = Spool(tmp_path, max_bytes=1 << 30, label="rot")
     try:
-        assert spool.segment_bytes == 8 * 1024 * 1024
+        assert spool.segment_bytes == 4 * 1024 * 1024
         spool.segment_bytes = 1000  # small segments, for the test
         for seq in range(1, 101):
             assert spool.append(b"q" * 92, seq) is None
@@ -281,3 +281,170 @@ def test_unwritable_directory_reports_spool_error(tmp_path: Path) -> None:
 def test_non_segments_are_ignored_by_claims(tmp_path: Path, name: str) -> None:
     (tmp_path / name).write_bytes(b"junk")
     assert claim_orphans(tmp_path, host=HOST, pid=os.getpid(), token="cccc") == []
+
+
+# ------------------------------------------------------- compressed segments
+def json_lines(n: int, seed: int = 7) -> list[bytes]:
+    """Realistic ~600-byte JSON log lines (timestamps, ids, numbers vary)."""
+    import json
+    import random
+
+    rng = random.Random(seed)
+    loggers = ["acquisition.camera", "rig.stage", "pipeline.upload", "behavior.task"]
+    messages = [
+        "frame batch written to disk",
+        "stage moved to target position",
+        "upload chunk acknowledged by the server",
+        "trial ended; reward delivered",
+    ]
+    out = []
+    for i in range(n):
+        record = {
+            "timestamp": f"2026-02-09T21:{i // 60000 % 60:02d}:{i // 1000 % 60:02d}.{i % 1000:03d}Z",
+            "level": rng.choice(["INFO", "INFO", "INFO", "DEBUG", "WARNING"]),
+            "logger": rng.choice(loggers),
+            "message": rng.choice(messages) + f" (n={rng.randrange(10**6)})",
+            "hostname": "rig-12-a.local",
+            "process": 43121,
+            "thread": "MainThread",
+            "request_id": f"{rng.getrandbits(128):032x}",
+            "subject_id": str(600000 + rng.randrange(1000)),
+            "session": "behavior_684321_2026-02-09_20-55-12",
+            "duration_ms": round(rng.uniform(0, 500), 3),
+            "position_um": [round(rng.uniform(-5000, 5000), 2) for _ in range(3)],
+            "module": "aind_rig.control.loop",
+            "function": "run_once",
+            "line": rng.randrange(40, 900),
+            "extra": {
+                "frame_index": i * 3 + rng.randrange(3),
+                "exposure_ms": round(rng.uniform(1, 20), 4),
+                "camera_serial": f"CAM-{rng.randrange(10**8):08d}",
+                "temperature_c": round(rng.gauss(35, 2), 3),
+            },
+        }
+        out.append(json.dumps(record).encode())
+    return out
+
+
+def test_a_compressed_segment_reads_back_every_record_and_is_smaller(tmp_path: Path) -> None:
+    from aind_log_utils._delivery._compress import commit, compress_segment
+
+    lines = json_lines(2000)
+    raw = write_segment(tmp_path, lines, pid=dead_pid())
+    copy = compress_segment(raw)
+    assert copy is not None and copy.tmp.exists() and not copy.target.exists()
+    commit(copy)
+    assert not raw.exists() and not copy.tmp.exists()
+    assert copy.target.name == raw.name + "z"
+    assert copy.target.read_bytes().startswith(_spool.ZMAGIC)
+    assert copy.size < copy.raw_size / 3  # level 1 on JSON lines
+    data = read_segment(copy.target)
+    assert data.valid and data.items == lines and data.ignored_bytes == 0
+    name = SegmentName.parse(copy.target.name)
+    assert name is not None and name.compressed and name.filename == copy.target.name
+
+
+def test_compressing_drops_a_torn_tail_and_skips_what_does_not_pay(tmp_path: Path) -> None:
+    from aind_log_utils._delivery._compress import commit, compress_segment
+
+    lines = json_lines(50)
+    raw = write_segment(tmp_path, lines, pid=dead_pid())
+    with raw.open("r+b") as f:
+        f.truncate(raw.stat().st_size - 5)
+    copy = compress_segment(raw)
+    assert copy is not None
+    commit(copy)
+    assert read_segment(copy.target).items == lines[:-1]
+    noise = write_segment(tmp_path, [os.urandom(500) for _ in range(20)], pid=1, token="dd")
+    assert compress_segment(noise) is None and noise.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_damaged_compressed_segment_keeps_its_intact_prefix(tmp_path: Path) -> None:
+    from aind_log_utils._delivery._compress import commit, compress_segment
+
+    lines = json_lines(3000)
+    raw = write_segment(tmp_path, lines, pid=dead_pid())
+    copy = compress_segment(raw)
+    assert copy is not None
+    commit(copy)
+    blob = copy.target.read_bytes()
+    copy.target.write_bytes(blob[: len(blob) // 2])
+    data = read_segment(copy.target)
+    assert data.valid and data.ignored_bytes > 0
+    assert 0 < len(data.items) < len(lines) and data.items == lines[: len(data.items)]
+
+
+@pytest.mark.parametrize("step", ["writing", "written", "renamed", "done"])
+def test_a_crash_at_any_step_of_compressing_leaves_one_copy_of_each_record(
+    tmp_path: Path, step: str
+) -> None:
+    from aind_log_utils._delivery._compress import compress_segment
+
+    lines = json_lines(300)
+    pid = dead_pid()
+    raw = write_segment(tmp_path, lines, pid=pid, token="aa01")
+    later = write_segment(tmp_path, [b"later"], pid=pid, token="aa01", seq=1000)
+    copy = compress_segment(raw)
+    assert copy is not None
+    if step == "writing":  # killed while writing the temp file: a torn copy
+        copy.tmp.write_bytes(copy.tmp.read_bytes()[:100])
+    elif step in ("renamed", "done"):
+        os.replace(copy.tmp, copy.target)
+        if step == "done":
+            raw.unlink()
+    claimed = claim_orphans(tmp_path, host=HOST, pid=os.getpid(), token="cccc")
+    assert len(claimed) == 2
+    got = [item for path in claimed for item in read_segment(path).items]
+    assert got == [*lines, b"later"]  # each record once, in order
+    assert claimed[1].name.startswith(later.name)
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == sorted(p.name for p in claimed)  # no temp file, no second copy
+    for path in claimed:
+        path.unlink()
+    assert claim_orphans(tmp_path, host=HOST, pid=os.getpid(), token="dddd") == []
+
+
+def test_a_live_writer_s_temp_and_raw_copies_are_left_alone(tmp_path: Path) -> None:
+    from aind_log_utils._delivery._compress import compress_segment
+
+    raw = write_segment(tmp_path, json_lines(50), pid=os.getpid(), token="ee01")
+    copy = compress_segment(raw)
+    assert copy is not None
+    _spool._live_tokens.add("ee01")
+    try:
+        assert claim_orphans(tmp_path, host=HOST, pid=os.getpid(), token="cccc") == []
+        assert raw.exists() and copy.tmp.exists()
+    finally:
+        _spool._live_tokens.discard("ee01")
+
+
+def test_spool_puts_a_compressed_copy_in_place_and_counts_its_size(tmp_path: Path) -> None:
+    from aind_log_utils._delivery._compress import compress_segment
+    from aind_log_utils._delivery._usage import directory_usage
+
+    spool = Spool(tmp_path, max_bytes=1 << 20, label="z")
+    try:
+        spool.segment_bytes = 64 * 1024
+        lines = json_lines(300)
+        for seq, line in enumerate(lines, 1):
+            assert spool.append(line, seq) is None
+        spool.rotate(fsync=False)
+        raw_total = directory_usage(tmp_path)
+        while (path := spool.compressible()) is not None:
+            copy = compress_segment(path)
+            assert copy is not None and spool.put_compressed(copy)
+        assert all(p.name.endswith(".spoolz") for p in spool.own)
+        assert directory_usage(tmp_path) < raw_total / 3
+        assert [i for p in spool.own for i in read_segment(p).items] == lines
+    finally:
+        spool.release()
+
+
+def test_compression_ratio_of_json_lines(tmp_path: Path) -> None:
+    import zlib
+
+    body = b"".join(json_lines(5000))
+    ratio = len(body) / len(zlib.compress(body, 1))
+    print(f"spool compression ratio (zlib 1, ~600-byte JSON lines): {ratio:.1f}x")
+    assert ratio > 3

@@ -10,10 +10,16 @@ one of this process's open engines (:data:`live_tokens`). A file written on ANOT
 host (a shared network directory) is left alone unless it has not been modified for
 :data:`FOREIGN_HOST_STALE_S` (one day), because its writer's liveness cannot be
 checked from here.
+
+Compressed copies (:mod:`._compress`): where a segment's compressed copy exists
+(``.spoolz``, claimed or not), its raw segment is never claimed, and is deleted once
+its writer is gone (a crash between the rename and the delete); a half-written copy
+(``.spoolz.tmp``) of a gone writer is deleted too.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import threading
@@ -22,6 +28,7 @@ from pathlib import Path
 
 import psutil
 
+from ._compress import TMP_SUFFIX
 from ._segment import SegmentName
 
 __all__ = ["FOREIGN_HOST_STALE_S", "claim_orphans", "live_tokens", "split_name"]
@@ -94,6 +101,22 @@ def _writer_alive(
         return True
 
 
+def _remove_stale_tmp(entry: os.DirEntry[str], me: tuple[str, int]) -> None:
+    """Delete a half-written compressed copy whose writer is gone."""
+    if not entry.name.endswith(TMP_SUFFIX):
+        return
+    segment = SegmentName.parse(entry.name[: -len(TMP_SUFFIX)])
+    if segment is None:
+        return
+    try:
+        mtime = entry.stat().st_mtime
+    except OSError:
+        return
+    if not _writer_alive((segment.host, segment.pid, segment.token), mtime, me, True):
+        with contextlib.suppress(OSError):
+            os.unlink(entry.path)
+
+
 def claim_orphans(directory: Path, *, host: str, pid: int, token: str) -> list[Path]:
     """Claim every segment in ``directory`` whose writer (or claimer) is gone.
 
@@ -115,9 +138,11 @@ def claim_orphans(directory: Path, *, host: str, pid: int, token: str) -> list[P
                 entries = list(it)
         except OSError:
             return []
-        for entry in entries:
-            parts = split_name(entry.name)
+        named = [(entry, split_name(entry.name)) for entry in entries]
+        compressed = {parts[0].key for _, parts in named if parts and parts[0].compressed}
+        for entry, parts in named:
             if parts is None:
+                _remove_stale_tmp(entry, me)
                 continue
             segment, claimer = parts
             try:
@@ -126,6 +151,10 @@ def claim_orphans(directory: Path, *, host: str, pid: int, token: str) -> list[P
                 continue
             owner = claimer or (segment.host, segment.pid, segment.token)
             if owner == (host, pid, token) or _writer_alive(owner, mtime, me, claimer is None):
+                continue
+            if not segment.compressed and segment.key in compressed:
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)  # the compressed copy is the one to replay
                 continue
             target = directory / f"{segment.filename}{_CLAIM_MARK}{host}-{pid}-{token}"
             try:

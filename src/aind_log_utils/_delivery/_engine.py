@@ -85,8 +85,9 @@ class DeliveryEngine(EngineWorker):
             Grafana within a second; busy programs fill batches before it).
         retry_start_s: first backoff (default 0.5 s).
         retry_factor: backoff growth per failed attempt (default 2.0).
-        retry_max_s: backoff cap (default 30 s). Each wait is drawn uniformly from
-            [0, backoff] (full jitter), and is never shorter than a Retry-After.
+        retry_max_s: backoff cap (default 10 s: once the server is back, the first
+            retry comes within 10 s, 5 s on average). Each wait is drawn uniformly
+            from [0, backoff] (full jitter), and is never shorter than a Retry-After.
         timeout_s: the time one ``send`` may take (default 10 s).
         flush_timeout_s: the default bound of :meth:`flush` and :meth:`close`, and
             of the exit hook (default 10 s).
@@ -116,7 +117,7 @@ class DeliveryEngine(EngineWorker):
         batch_wait_s: float = 0.5,
         retry_start_s: float = 0.5,
         retry_factor: float = 2.0,
-        retry_max_s: float = 30.0,
+        retry_max_s: float = 10.0,
         timeout_s: float = 10.0,
         flush_timeout_s: float = 10.0,
         spool_dir: str | os.PathLike[str] | None = None,

@@ -9,6 +9,12 @@ magic ``AINDSPL1`` and then holds frames::
 
     4-byte big-endian length | 4-byte big-endian CRC32 of the payload | payload
 
+A closed segment may be rewritten compressed (:mod:`._compress`) under the same
+name with the suffix ``.spoolz``: the magic ``AINDSPZ1``, then one zlib stream of
+the raw segment's frames. :func:`read_segment` reads both kinds; where both copies
+of a segment exist (a crash between the two steps of the rewrite), the compressed
+one is the one to replay and the raw one is deleted (see :mod:`._claims`).
+
 Writes are appended straight to the file descriptor (no user-space buffer), so a
 record survives a SIGKILL once :meth:`SpoolWriter.append` has returned; a frame torn
 by a crash or a full disk fails its length or CRC check and the reader stops there,
@@ -32,13 +38,18 @@ __all__ = [
     "FRAME_OVERHEAD",
     "MAGIC",
     "MAX_RECORD_BYTES",
+    "ZMAGIC",
     "SegmentData",
     "SegmentName",
     "SpoolWriter",
+    "parse_frames",
     "read_segment",
+    "write_all",
 ]
 
 MAGIC = b"AINDSPL1"
+#: The magic of a compressed segment (``.spoolz``): a zlib stream of frames follows.
+ZMAGIC = b"AINDSPZ1"
 _HEADER = struct.Struct(">II")
 #: Bytes added to each record on disk (length + CRC32).
 FRAME_OVERHEAD = _HEADER.size
@@ -46,7 +57,10 @@ FRAME_OVERHEAD = _HEADER.size
 MAX_RECORD_BYTES = 64 * 1024 * 1024
 
 _SUFFIX = ".spool"
-_SEGMENT_RE = re.compile(r"^(?P<host>.+)-(?P<pid>\d+)-(?P<token>[0-9a-f]+)-(?P<seq>\d+)\.spool$")
+_SEGMENT_RE = re.compile(
+    r"^(?P<host>.+)-(?P<pid>\d+)-(?P<token>[0-9a-f]+)-(?P<seq>\d+)\.spool(?P<z>z?)$"
+)
+_INFLATE_CHUNK = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -58,17 +72,25 @@ class SegmentName:
         pid: the writer's process id.
         token: the writer engine's random token.
         seq: the submission number of the segment's first item.
+        compressed: the compressed copy (``.spoolz``) rather than the raw segment.
     """
 
     host: str
     pid: int
     token: str
     seq: int
+    compressed: bool = False
 
     @property
     def filename(self) -> str:
-        """The file name, ``<host>-<pid>-<token>-<seq>.spool``."""
-        return f"{self.host}-{self.pid}-{self.token}-{self.seq:016d}{_SUFFIX}"
+        """The file name, ``<host>-<pid>-<token>-<seq>.spool`` (or ``.spoolz``)."""
+        suffix = _SUFFIX + ("z" if self.compressed else "")
+        return f"{self.host}-{self.pid}-{self.token}-{self.seq:016d}{suffix}"
+
+    @property
+    def key(self) -> tuple[str, int, str, int]:
+        """What the raw segment and its compressed copy have in common."""
+        return self.host, self.pid, self.token, self.seq
 
     @classmethod
     def parse(cls, filename: str) -> SegmentName | None:
@@ -83,14 +105,15 @@ class SegmentName:
         m = _SEGMENT_RE.match(filename)
         if m is None:
             return None
-        return cls(m["host"], int(m["pid"]), m["token"], int(m["seq"]))
+        return cls(m["host"], int(m["pid"]), m["token"], int(m["seq"]), bool(m["z"]))
 
 
 def _encode_frame(item: bytes) -> bytes:
     return _HEADER.pack(len(item), zlib.crc32(item)) + item
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data`` to ``fd`` (``os.write`` may write less)."""
     view = memoryview(data)
     while view:
         written = os.write(fd, view)
@@ -153,7 +176,7 @@ class SpoolWriter:
     def _write(self, data: bytes) -> None:
         assert self._fd is not None
         try:
-            _write_all(self._fd, data)
+            write_all(self._fd, data)
         except OSError:
             self.rotate(fsync=False)
             raise
@@ -210,25 +233,18 @@ class SegmentData:
     valid: bool
 
 
-def read_segment(path: Path) -> SegmentData:
-    """Read every intact record of a segment, stopping at the first bad frame.
+def parse_frames(data: bytes, pos: int) -> tuple[list[bytes], int]:
+    """Decode the intact frames of ``data`` from ``pos``, stopping at the first bad one.
 
     Args:
-        path: the segment file.
+        data: framed records.
+        pos: where the first frame starts.
 
     Returns:
-        The records and what was ignored.
-
-    Raises:
-        OSError: the file cannot be read.
+        The records, and where the intact frames end.
     """
-    data = path.read_bytes()
-    if len(data) < len(MAGIC):  # created, killed before the magic was written
-        return SegmentData([], len(data), len(data), MAGIC.startswith(data))
-    if not data.startswith(MAGIC):
-        return SegmentData([], len(data), len(data), False)
     items: list[bytes] = []
-    pos, end = len(MAGIC), len(data)
+    end = len(data)
     while pos + FRAME_OVERHEAD <= end:
         length, crc = _HEADER.unpack_from(data, pos)
         stop = pos + FRAME_OVERHEAD + length
@@ -239,4 +255,45 @@ def read_segment(path: Path) -> SegmentData:
             break
         items.append(payload)
         pos = stop
-    return SegmentData(items, end, end - pos, True)
+    return items, pos
+
+
+def _inflate(data: bytes) -> tuple[bytes, bool]:
+    """Decompress a zlib stream as far as it is intact; tell whether it was whole."""
+    inflater = zlib.decompressobj()
+    out: list[bytes] = []
+    try:
+        for start in range(0, len(data), _INFLATE_CHUNK):
+            out.append(inflater.decompress(data[start : start + _INFLATE_CHUNK]))
+            if inflater.eof:
+                break
+        out.append(inflater.flush())
+    except zlib.error:
+        return b"".join(out), False
+    return b"".join(out), inflater.eof and not inflater.unused_data
+
+
+def read_segment(path: Path) -> SegmentData:
+    """Read every intact record of a segment, raw or compressed, up to the first bad frame.
+
+    Args:
+        path: the segment file.
+
+    Returns:
+        The records and what was ignored (for a compressed segment: the uncompressed
+        bytes after the last intact record, plus 1 when the zlib stream is damaged).
+
+    Raises:
+        OSError: the file cannot be read.
+    """
+    data = path.read_bytes()
+    if len(data) < len(MAGIC):  # created, killed before the magic was written
+        return SegmentData([], len(data), len(data), MAGIC.startswith(data))
+    if data.startswith(ZMAGIC):
+        body, whole = _inflate(data[len(ZMAGIC) :])
+        items, pos = parse_frames(body, 0)
+        return SegmentData(items, len(data), len(body) - pos + (not whole), True)
+    if not data.startswith(MAGIC):
+        return SegmentData([], len(data), len(data), False)
+    items, pos = parse_frames(data, len(MAGIC))
+    return SegmentData(items, len(data), len(data) - pos, True)

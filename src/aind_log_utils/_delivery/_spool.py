@@ -3,11 +3,13 @@
 :class:`Spool` is one engine's use of a spool directory: it appends to this writer's
 segments (rotating them when big enough), keeps the directory under its cap, reads
 segments back for replay and deletes them once delivered, and claims the files of
-gone writers. The parts it puts together are each in a module of their own:
-:mod:`._segment` (segment names, framing, :class:`SpoolWriter`, :func:`read_segment`),
-:mod:`._claims` (which files a process may replay: :func:`claim_orphans`) and
-:mod:`._usage` (the room the directory's files take). Their public names are
-importable from here too.
+gone writers; it also puts the compressed copies of its closed segments in their
+place (the engine's worker writes them while it waits out a backoff). The parts it
+puts together are each in a module of their own: :mod:`._segment` (segment names,
+framing, :class:`SpoolWriter`, :func:`read_segment`), :mod:`._compress` (rewriting a
+closed segment compressed, crash-safely), :mod:`._claims` (which files a process may
+replay: :func:`claim_orphans`) and :mod:`._usage` (the room the directory's files
+take). Their public names are importable from here too.
 """
 
 from __future__ import annotations
@@ -21,8 +23,17 @@ from collections import deque
 from pathlib import Path
 
 from .._diagnostics import diagnose
-from ._claims import FOREIGN_HOST_STALE_S, claim_orphans, live_tokens
-from ._segment import FRAME_OVERHEAD, MAGIC, SegmentData, SegmentName, SpoolWriter, read_segment
+from ._claims import FOREIGN_HOST_STALE_S, claim_orphans, live_tokens, split_name
+from ._compress import Compressed, commit, discard
+from ._segment import (
+    FRAME_OVERHEAD,
+    MAGIC,
+    ZMAGIC,
+    SegmentData,
+    SegmentName,
+    SpoolWriter,
+    read_segment,
+)
 from ._transport import describe_error
 from ._usage import SpoolUsage
 
@@ -30,6 +41,7 @@ __all__ = [
     "FOREIGN_HOST_STALE_S",
     "FRAME_OVERHEAD",
     "MAGIC",
+    "ZMAGIC",
     "SegmentData",
     "SegmentName",
     "Spool",
@@ -37,6 +49,23 @@ __all__ = [
     "claim_orphans",
     "read_segment",
 ]
+
+#: Records already taken from a segment being replayed, by segment (this process
+#: only): a replay stopped midway resumes there, whatever the file is renamed to.
+_taken: dict[tuple[str, int, str, int], int] = {}
+
+
+def _segment_key(path: Path) -> tuple[str, int, str, int] | None:
+    parts = split_name(path.name)
+    if parts is None:
+        return None
+    name = parts[0]
+    return name.host, name.pid, name.token, name.seq
+
+
+#: Raw bytes at which a segment is closed (at most an eighth of the cap).
+SEGMENT_BYTES = 4 * 1024 * 1024
+_RAW_SUFFIX = ".spool"
 
 # The very set of :mod:`._claims`, under the name it had here (tests stand in for
 # open engines by adding their tokens to it).
@@ -65,14 +94,17 @@ class Spool:
 
     def __init__(self, directory: Path, *, max_bytes: int, label: str) -> None:
         self.directory, self.max_bytes, self.label = directory, max_bytes, label
-        # Small enough to replay piecemeal, big enough to keep the files few.
-        self.segment_bytes = max(64 * 1024, min(8 * 1024 * 1024, max_bytes // 8))
+        # Raw bytes per segment: small enough that closed segments get compressed
+        # early in an outage (the open one and the one being replayed stay raw), big
+        # enough to keep the files few (a 60 s outage at 5 MB/s: ~75 files).
+        self.segment_bytes = max(64 * 1024, min(SEGMENT_BYTES, max_bytes // 8))
         self.host, self.token = _host_id(), secrets.token_hex(6)
         live_tokens.add(self.token)
         self.writer = SpoolWriter(directory, host=self.host, pid=os.getpid(), token=self.token)
         #: This writer's closed segments not yet replayed, oldest first.
         self.own: deque[Path] = deque()
         self._usage = SpoolUsage(directory)
+        self._no_compress: set[Path] = set()  # compressing failed or does not pay
 
     def append(self, item: bytes, seq: int) -> str | None:
         """Append ``item``, rotating the segment when it is big enough.
@@ -139,18 +171,92 @@ class Spool:
             )
         return data.items
 
+    def taken(self, path: Path) -> int:
+        """Return how many of a segment's records this process has already taken.
+
+        Args:
+            path: the segment (any claim of it).
+
+        Returns:
+            The number of leading records to skip on replay (0 if none).
+        """
+        key = _segment_key(path)
+        return 0 if key is None else _taken.get(key, 0)
+
+    def mark_taken(self, path: Path, count: int) -> None:
+        """Remember that the first ``count`` records of a segment were taken.
+
+        Args:
+            path: the segment.
+            count: the records taken so far.
+        """
+        key = _segment_key(path)
+        if key is not None:
+            _taken[key] = count
+
     def remove(self, path: Path) -> None:
         """Delete a segment whose records were all taken.
 
         Args:
             path: the segment.
         """
+        key = _segment_key(path)
+        if key is not None:
+            _taken.pop(key, None)
+        self._no_compress.discard(path)
         try:
             size = path.stat().st_size
             path.unlink()
         except OSError:
             return
         self._usage.remove(size)
+
+    def compressible(self) -> Path | None:
+        """Return this writer's oldest closed raw segment worth compressing, if any.
+
+        Returns:
+            The segment, or None.
+        """
+        for path in self.own:
+            if path.name.endswith(_RAW_SUFFIX) and path not in self._no_compress:
+                return path
+        return None
+
+    def skip_compress(self, path: Path) -> None:
+        """Never try to compress ``path`` again (it failed, or does not pay off).
+
+        Args:
+            path: the raw segment.
+        """
+        self._no_compress.add(path)
+
+    def put_compressed(self, copy: Compressed) -> bool:
+        """Put a compressed copy in its raw segment's place, if that is still queued.
+
+        Args:
+            copy: the copy, written and fsynced.
+
+        Returns:
+            True when the copy replaced the raw segment (in :attr:`own` too).
+        """
+        try:
+            index = self.own.index(copy.raw)
+        except ValueError:  # replayed meanwhile (or never ours): forget the copy
+            discard(copy)
+            return False
+        try:
+            commit(copy)
+        except OSError as exc:
+            self._no_compress.add(copy.raw)
+            diagnose(
+                f"{self.label}:spool:compress",
+                f"{self.label}: cannot compress {copy.raw.name}: {describe_error(exc)}",
+            )
+            return False
+        self.own[index] = copy.target
+        self._usage.remove(copy.raw_size)
+        self._usage.add(copy.size)
+        return True
 
     def claim_orphans(self) -> list[Path]:
         """Claim the segments of gone writers; see :func:`claim_orphans`.

@@ -73,9 +73,12 @@ class EngineState:
         self._dropped: dict[str, int] = {}
 
     def _spool_or_drop(self, item: bytes, seq: int, reason: str) -> None:
+        closed = len(self._spool.own)
         why = self._spool.append(item, seq) if self._spool_enabled else reason
         if why is None:
             self._spooled += 1
+            if len(self._spool.own) > closed:
+                self._work.notify()  # a segment closed: the worker may compress it
         else:
             self._errors += why == "spool_error"
             self._drop(why, 1)

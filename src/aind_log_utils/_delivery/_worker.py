@@ -5,8 +5,10 @@ one daemon thread takes items out of the queue in batches, hands each batch to t
 transport, waits out a backoff after a failure (never shorter than the server's
 Retry-After), splits a batch the server finds too large, and counts what was sent,
 retried or rejected. While the server is away it moves what waits in memory to the
-spool (:meth:`EngineWorker._spill`) and replays the spool, oldest segment first, once
-the server answers again; at start it first replays the files of gone processes.
+spool (:meth:`EngineWorker._spill`), compresses the spool's closed segments while it
+waits out the backoff (:mod:`._compress`), and replays the spool, oldest segment
+first and in batches bounded like the queue's, once the server answers again; at
+start it first replays the files of gone processes.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections import deque
 from pathlib import Path
 
 from .._diagnostics import diagnose
+from ._compress import compress_segment, discard
 from ._state import EngineState
 from ._transport import SendOutcome, SendResult, describe_error
 
@@ -112,11 +115,8 @@ class EngineWorker(EngineState):
         parts: deque[list[bytes]] = deque([items] if items else [])
         while parts:
             part = parts[0]
-            with self._lock:
-                while not self._stop and (wait := self._not_before - time.monotonic()) > 0:
-                    self._work.wait(wait)
-                if self._stop:
-                    return False
+            if not self._wait_retry():
+                return False
             result = self._send(part)
             with self._lock:
                 outcome, taken = result.outcome, 0
@@ -159,6 +159,46 @@ class EngineWorker(EngineState):
                         self._inflight, self._inflight_done = [], 0
                 self._idle.notify_all()
         return True
+
+    def _wait_retry(self) -> bool:
+        """Wait until the next attempt is due, compressing closed segments meanwhile.
+
+        One segment at a time, and only while the attempt is not yet due, so that
+        compressing never delays a due retry by more than one segment's work.
+
+        Returns:
+            False once the engine is stopped.
+        """
+        while True:
+            with self._lock:
+                if self._stop:
+                    return False
+                wait = self._not_before - time.monotonic()
+                if wait <= 0:
+                    return True
+                path = self._spool.compressible() if self._spool_enabled else None
+                if path is None:
+                    self._work.wait(wait)  # a new closed segment wakes it
+                    continue
+            self._compress(path)
+
+    def _compress(self, path: Path) -> None:
+        """Rewrite a closed segment compressed (outside the lock), then put it in place."""
+        try:
+            copy = compress_segment(path)
+        except OSError as exc:
+            copy = None
+            diagnose(
+                f"{self.name}:spool:compress",
+                f"{self.name}: cannot compress {path.name}: {describe_error(exc)}",
+            )
+        with self._lock:
+            if copy is None:
+                self._spool.skip_compress(path)
+            elif self._stop:  # closed meanwhile: the raw segment may be claimed already
+                discard(copy)
+            else:
+                self._spool.put_compressed(copy)
 
     def _retry_later(self, result: SendResult) -> None:
         self._retried += 1
@@ -220,11 +260,36 @@ class EngineWorker(EngineState):
                 return
 
     def _replay(self, path: Path) -> bool:
+        """Send a segment's records in batches, in order; delete it once all are taken.
+
+        Batches are bounded like the queue's (``max_batch_bytes``/``max_batch_records``,
+        a transport's own limits included): a whole segment in one push would exceed a
+        server's limits. The records taken so far are remembered (per segment, for
+        this process), so a replay that stops midway (close) resumes there when an
+        engine of this process replays the file again; another process starts over.
+        """
         items = self._spool.read(path)
         if items is None:  # unreadable or not a spool file: left where it is
             return True
-        if not self._deliver(items, from_memory=False):
-            return False
+        start = self._spool.taken(path)
+        while start < len(items):
+            end = self._replay_end(items, start)
+            if not self._deliver(items[start:end], from_memory=False):
+                return False
+            start = end
+            self._spool.mark_taken(path, start)
         with self._lock:
             self._spool.remove(path)
         return True
+
+    def _replay_end(self, items: list[bytes], start: int) -> int:
+        """Where the replay batch starting at ``items[start]`` ends (one big item goes alone)."""
+        end, total = start, 0
+        stop = min(len(items), start + self._max_batch_records)
+        while end < stop:
+            size = len(items[end])
+            if end > start and total + size > self._max_batch_bytes:
+                break
+            total += size
+            end += 1
+        return end
