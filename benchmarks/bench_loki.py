@@ -71,7 +71,7 @@ FIELDS: dict[str, str] = {
     "software_version": "1.0.0",
 }
 
-COST_VARIANTS = ("file_only", "ours_loki", "peer_llh", "peer_pll")
+COST_VARIANTS = ("file_only", "ours_loki", "ours_loki_stalled", "peer_llh", "peer_pll")
 PEERS = ("peer_llh", "peer_pll")
 PEER_NAMES = {
     "peer_llh": "loki_logger_handler.LokiLoggerHandler",
@@ -143,6 +143,9 @@ def serve_receiver() -> int:
             elif cmd == "back":
                 rx.come_back()
                 reply = f"ok {time.monotonic()!r}"
+            elif cmd == "mode":  # ok | hang | slow | error429 | error500 ...
+                rx.set_mode(args[0])  # type: ignore[arg-type]  # checked by the receiver
+                reply = "ok"
             elif cmd == "count":
                 reply = str(len(rx.entries()))
             elif cmd == "dupes":
@@ -322,11 +325,11 @@ def _setup(variant: str, url: str, spool: str, *, start_log: bool = False) -> An
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
-    if variant in ("file_only", "ours_loki"):
+    if variant in ("file_only", "ours_loki", "ours_loki_stalled"):
         from aind_log_utils import setup_logging
 
         options: dict[str, Any] = dict(FIELDS)
-        if variant == "ours_loki":
+        if variant.startswith("ours_loki"):
             options.update(loki_url=url, loki_options={"spool_dir": spool})
         return setup_logging(
             console=False,
@@ -367,7 +370,7 @@ def _setup_reporting(variant: str, url: str, spool: str, *, start_log: bool = Fa
     """_setup, and print our sink's counters at exit (after the session's own exit hook,
     which was registered later, so runs earlier)."""
     global _session
-    if variant == "ours_loki":
+    if variant.startswith("ours_loki"):
         atexit.register(_report_at_exit)
     _session = _setup(variant, url, spool, start_log=start_log)
     return _session
@@ -608,8 +611,12 @@ class Bench:
                 self.rx.ask("clear")
                 params = {"variant": variant, "n": n, "repeats": repeats,
                           "url": self.rx.url, "spool": self.spool()}  # fmt: skip
+                if variant == "ours_loki_stalled":
+                    self.rx.ask("mode hang")  # every push is held, never answered
                 child = Child.start("cost", params, name=f"cost:{variant}")
                 results[variant].append(float(child.expect("ns")[0]))
+                if variant == "ours_loki_stalled":
+                    self.rx.ask("mode ok")
                 child.finish()
                 if variant == "ours_loki":
                     spooled.append(int(child.sink_stats().get("spooled", 0)))
@@ -622,6 +629,9 @@ class Bench:
         ratio = med["ours_loki"] / base
         verdict = "" if a.smoke else ("  (met)" if ratio <= 1.3 else "  (MISSED)")
         print(f"  ours_loki / file_only (target <= 1.3x): {ratio:.2f}x{verdict}")
+        stalled = med["ours_loki_stalled"] / med["ours_loki"]
+        verdict = "" if a.smoke else ("  (met)" if stalled <= 1.2 else "  (MISSED)")
+        print(f"  ours_loki_stalled / ours_loki (target <= 1.2x): {stalled:.2f}x{verdict}")
         total = n * (repeats + 1)
         print(
             f"  ours_loki: records that overflowed the queue to the spool, per run of "
