@@ -380,12 +380,6 @@ class SipeReceiver:
         """True while new connections are accepted."""
         return self._listening.is_set()
 
-    @property
-    def open_connections(self) -> int:
-        """Connections currently open."""
-        with self._cond:
-            return len(self._connections)
-
     def set_mode(self, mode: ReceiverMode, slow_s: float | None = None) -> None:
         """Read normally (``ok``), slowly (``slow``), or not at all (``pause``).
 
@@ -437,11 +431,6 @@ class SipeReceiver:
         """
         with self._cond:
             return self._cond.wait_for(lambda: len(self._dicts) >= count, timeout_s)
-
-    def wait_for_connections(self, count: int, timeout_s: float = 5.0) -> bool:
-        """Wait until at least ``count`` connections were accepted (in total)."""
-        with self._cond:
-            return self._cond.wait_for(lambda: self.accepted >= count, timeout_s)
 
     def clear(self) -> None:
         """Forget the records received and reset the counters."""
