@@ -230,6 +230,7 @@ class EngineWorker(EngineState):
         spool = self._spool
         if spool.writer.records:
             spool.rotate(fsync=False)  # newer items: they stay queued behind ours
+        queued_before = len(spool.own)
         seq = self._inflight_seq + self._inflight_done
         for part in parts:
             for item in part:
@@ -243,9 +244,13 @@ class EngineWorker(EngineState):
             seq += 1
         self._queue_bytes = 0
         self._head_seq = seq
+        # Appending may have rotated segments mid-spill (queued at the end): all the
+        # segments of this spill move, in order, in front of the older queue.
+        ours = [spool.own.pop() for _ in range(len(spool.own) - queued_before)][::-1]
         path = spool.writer.rotate(fsync=False)
         if path is not None:
-            spool.own.appendleft(path)
+            ours.append(path)
+        spool.own.extendleft(reversed(ours))
         self._spilling = True
 
     def _replay_orphans(self) -> None:
