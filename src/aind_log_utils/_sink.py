@@ -10,7 +10,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["Sink"]
+__all__ = ["Sink", "SinkHandler"]
 
 
 @runtime_checkable
@@ -37,3 +37,41 @@ class Sink(Protocol):
 
     def close(self, timeout_s: float | None = None) -> None:
         """Flush within ``timeout_s`` and release resources; idempotent."""
+
+
+class SinkHandler(logging.Handler):
+    """A stdlib handler around one sink, for use without ``setup_logging``.
+
+    Records are rendered exactly as ``setup_logging`` renders them (standard
+    fields, context, redaction) and handed to the sink. Subclasses build the
+    sink and call ``super().__init__(sink, static_fields, level)``.
+
+    Args:
+        sink: the sink records go to.
+        static_fields: fields added to every record.
+        level: the handler's level.
+    """
+
+    def __init__(self, sink: Sink, static_fields: Mapping[str, Any] | None, level: int) -> None:
+        from ._render import Renderer
+
+        super().__init__(level)
+        self.sink = sink
+        self._renderer = Renderer(static_fields)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Render and queue the record; never raises, never blocks."""
+        try:
+            event, line = self._renderer.render(record)
+            self.sink.handle_event(event, line, record)
+        except Exception:
+            self.handleError(record)
+
+    def flush(self) -> None:
+        """Send what is queued (bounded by the sink's flush timeout)."""
+        self.sink.flush()
+
+    def close(self) -> None:
+        """Flush, spool what is left, and stop; idempotent."""
+        self.sink.close()
+        super().close()

@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .._delivery import DeliveryEngine
-from .._render import Renderer
+from .._sink import SinkHandler
 from ._encode import (
     MAX_BATCH_EVENTS,
     MAX_MESSAGE_BYTES,
@@ -314,7 +314,7 @@ class CloudWatchSink:
         self._transport.close()
 
 
-class CloudWatchHandler(logging.Handler):
+class CloudWatchHandler(SinkHandler):
     """A stdlib handler that sends records to CloudWatch Logs (without ``setup_logging``).
 
     Records are rendered exactly as ``setup_logging`` renders them (standard
@@ -330,26 +330,8 @@ class CloudWatchHandler(logging.Handler):
 
     def __init__(self, level: int = logging.NOTSET, *,
                  static_fields: Mapping[str, Any] | None = None, **options: Any) -> None:  # fmt: skip
-        super().__init__(level)
-        self.sink = CloudWatchSink(**options)
-        self._renderer = Renderer(static_fields)
-
-    def emit(self, record: logging.LogRecord) -> None:
-        """Render and queue the record; never raises, never blocks."""
-        try:
-            event, line = self._renderer.render(record)
-            self.sink.handle_event(event, line, record)
-        except Exception:
-            self.handleError(record)
-
-    def flush(self) -> None:
-        """Send what is queued (bounded by the sink's flush timeout)."""
-        self.sink.flush()
-
-    def close(self) -> None:
-        """Flush, spool what is left, and stop; idempotent."""
-        self.sink.close()
-        super().close()
+        self.sink: CloudWatchSink = CloudWatchSink(**options)
+        super().__init__(self.sink, static_fields, level)
 
     def __repr__(self) -> str:
         return f"<CloudWatchHandler {self.sink.log_group}/{self.sink.log_stream}>"

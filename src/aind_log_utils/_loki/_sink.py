@@ -13,7 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 import orjson
 
 from .._delivery import DeliveryEngine
-from .._render import Renderer
+from .._sink import SinkHandler
 from ._encode import (
     METADATA_FIELDS,
     created_ns,
@@ -268,7 +268,7 @@ class LokiSink:
         self._transport.close()
 
 
-class LokiHandler(logging.Handler):
+class LokiHandler(SinkHandler):
     """A stdlib handler that sends records to Loki (for use without ``setup_logging``).
 
     Records are rendered exactly as ``setup_logging`` renders them (standard
@@ -283,26 +283,8 @@ class LokiHandler(logging.Handler):
 
     def __init__(self, url: str, level: int = logging.NOTSET, *,
                  static_fields: Mapping[str, Any] | None = None, **options: Any) -> None:  # fmt: skip
-        super().__init__(level)
-        self.sink = LokiSink(url, **options)
-        self._renderer = Renderer(static_fields)
-
-    def emit(self, record: logging.LogRecord) -> None:
-        """Render and queue the record; never raises, never blocks."""
-        try:
-            event, line = self._renderer.render(record)
-            self.sink.handle_event(event, line, record)
-        except Exception:
-            self.handleError(record)
-
-    def flush(self) -> None:
-        """Push what is queued (bounded by the sink's flush timeout)."""
-        self.sink.flush()
-
-    def close(self) -> None:
-        """Flush, spool what is left, and stop; idempotent."""
-        self.sink.close()
-        super().close()
+        self.sink: LokiSink = LokiSink(url, **options)
+        super().__init__(self.sink, static_fields, level)
 
     def __repr__(self) -> str:
         return f"<LokiHandler {self.sink.push_url}>"

@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .._delivery import DeliveryEngine
-from .._render import Renderer
+from .._sink import SinkHandler
 from ._encode import SESSION_LOGGER, START_STOP, SipeEncoder, start_stop_message
 from ._transport import SipeTransport
 
@@ -272,7 +272,7 @@ def _script_name() -> str:
     return (Path(argv0).stem if argv0 not in ("", "-c", "-m") else "") or "python"
 
 
-class SipeHandler(logging.Handler):
+class SipeHandler(SinkHandler):
     """A stdlib handler that sends records to the SIPE log server.
 
     The drop-in for ``logging.handlers.SocketHandler`` (and mpetk's
@@ -305,30 +305,12 @@ class SipeHandler(logging.Handler):
     def __init__(self, url: str, level: int = logging.NOTSET, *,
                  sipe_level: int | str = logging.WARNING, program: str | None = None,
                  static_fields: Mapping[str, Any] | None = None, **options: Any) -> None:  # fmt: skip
-        super().__init__(level)
         fields = dict(static_fields or {})
-        self.sink = SipeSink(
+        self.sink: SipeSink = SipeSink(
             url, program=program or _script_name(), fields=fields, level=sipe_level, **options
         )
         fields.setdefault("log_session", self.sink.log_session)
-        self._renderer = Renderer(fields)
-
-    def emit(self, record: logging.LogRecord) -> None:
-        """Render and queue the record; never raises, never blocks."""
-        try:
-            event, line = self._renderer.render(record)
-            self.sink.handle_event(event, line, record)
-        except Exception:
-            self.handleError(record)
-
-    def flush(self) -> None:
-        """Send what is queued (bounded by the sink's flush timeout)."""
-        self.sink.flush()
-
-    def close(self) -> None:
-        """Flush, spool what is left, and stop; idempotent."""
-        self.sink.close()
-        super().close()
+        super().__init__(self.sink, fields, level)
 
     def __repr__(self) -> str:
         return f"<SipeHandler {self.sink.host}:{self.sink.port}>"
