@@ -46,21 +46,10 @@ import threading
 import time
 from typing import Any
 
+from _workload import FIELDS, extras
+
 HERE = os.path.abspath(__file__)
 #: The same standard fields as bench_core.py.
-FIELDS: dict[str, str] = {
-    "process_name": "bench-capsule",
-    "subject_id": "123456",
-    "acquisition_name": "123456_2026-01-01_23-00-00",
-    "asset_name": "ecephys_123456_2026-01-01_23-00-00",
-    "instrument_id": "EPHYS1",
-    "rig_id": "ephys_9_acq",
-    "specimen_id": "123456_001",
-    "pipeline_name": "spike-sorting",
-    "user_id": "bobby.b",
-    "software_name": "bench",
-    "software_version": "1.0.0",
-}
 COST_VARIANTS = ("file_only", "ours_cloudwatch", "ours_stub")
 REGION = "us-west-2"
 AWS_ENV = {
@@ -104,19 +93,7 @@ sys.stdin.read()
 
 
 def _extras() -> dict[str, Any]:
-    from pydantic import SecretStr
-
-    return {
-        "camera": "cam-01",
-        "stage": "acquisition",
-        "frame_file": "frame_000123.tiff",
-        "operator": "bobby.b",
-        "frame": 123,
-        "exposure_ms": 16.6,
-        "dropped": False,
-        "note": "nominal",
-        "api_token": SecretStr("not-for-logs-0001"),
-    }
+    return extras()
 
 
 def _session(variant: str, url: str, stream: str, spool: str, **setup: Any) -> Any:

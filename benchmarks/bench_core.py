@@ -22,38 +22,14 @@ import sys
 import time
 from typing import Any
 
-FIELDS: dict[str, str] = {
-    "process_name": "bench-capsule",
-    "subject_id": "123456",
-    "acquisition_name": "123456_2026-01-01_23-00-00",
-    "asset_name": "ecephys_123456_2026-01-01_23-00-00",
-    "instrument_id": "EPHYS1",
-    "rig_id": "ephys_9_acq",
-    "specimen_id": "123456_001",
-    "pipeline_name": "spike-sorting",
-    "user_id": "bobby.b",
-    "software_name": "bench",
-    "software_version": "1.0.0",
-}
+from _workload import FIELDS, extras
 
 VARIANTS = ("stdlib_text", "pjl_json", "pjl_orjson", "structlog_orjson", "ours")
 FILTERED = ("stdlib_filtered", "ours_filtered")
 
 
 def _extras() -> dict[str, Any]:
-    from pydantic import SecretStr
-
-    return {
-        "camera": "cam-01",
-        "stage": "acquisition",
-        "frame_file": "frame_000123.tiff",
-        "operator": "bobby.b",
-        "frame": 123,
-        "exposure_ms": 16.6,
-        "dropped": False,
-        "note": "nominal",
-        "api_token": SecretStr("not-for-logs-0001"),
-    }
+    return extras()
 
 
 def _build(variant: str) -> Any:

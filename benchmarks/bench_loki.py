@@ -51,25 +51,12 @@ from pathlib import Path
 from typing import IO, Any
 
 import psutil
+from _workload import FIELDS, extras
 
 HERE = os.path.abspath(__file__)
 PUSH_PATH = "/loki/api/v1/push"
 MIB = 1024 * 1024
 
-# The same standard fields and extras as bench_core.py.
-FIELDS: dict[str, str] = {
-    "process_name": "bench-capsule",
-    "subject_id": "123456",
-    "acquisition_name": "123456_2026-01-01_23-00-00",
-    "asset_name": "ecephys_123456_2026-01-01_23-00-00",
-    "instrument_id": "EPHYS1",
-    "rig_id": "ephys_9_acq",
-    "specimen_id": "123456_001",
-    "pipeline_name": "spike-sorting",
-    "user_id": "bobby.b",
-    "software_name": "bench",
-    "software_version": "1.0.0",
-}
 
 COST_VARIANTS = ("file_only", "ours_loki", "ours_loki_stalled", "peer_llh", "peer_pll")
 PEERS = ("peer_llh", "peer_pll")
@@ -82,22 +69,7 @@ LINE_MSG = "line %07d of the delivery benchmark"
 
 
 def _extras(serializable: bool = False) -> dict[str, Any]:
-    """bench_core's 8 extras and a SecretStr (a plain string for the peers, which
-    json.dumps their extras and would lose the whole batch on a SecretStr)."""
-    from pydantic import SecretStr
-
-    token: Any = "**********" if serializable else SecretStr("not-for-logs-0001")
-    return {
-        "camera": "cam-01",
-        "stage": "acquisition",
-        "frame_file": "frame_000123.tiff",
-        "operator": "bobby.b",
-        "frame": 123,
-        "exposure_ms": 16.6,
-        "dropped": False,
-        "note": "nominal",
-        "api_token": token,
-    }
+    return extras(serializable)
 
 
 # ---------------------------------------------------------------------------

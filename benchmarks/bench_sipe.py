@@ -45,22 +45,10 @@ import tempfile
 import time
 from typing import Any
 
+from _workload import FIELDS, extras
+
 HERE = os.path.abspath(__file__)
 
-# The same standard fields and extras as bench_core.py.
-FIELDS: dict[str, str] = {
-    "process_name": "bench-capsule",
-    "subject_id": "123456",
-    "acquisition_name": "123456_2026-01-01_23-00-00",
-    "asset_name": "ecephys_123456_2026-01-01_23-00-00",
-    "instrument_id": "EPHYS1",
-    "rig_id": "ephys_9_acq",
-    "specimen_id": "123456_001",
-    "pipeline_name": "spike-sorting",
-    "user_id": "bobby.b",
-    "software_name": "bench",
-    "software_version": "1.0.0",
-}
 COST_VARIANTS = (
     "file_only",
     "ours_up",
@@ -73,22 +61,7 @@ FAST = {"batch_wait_s": 0.05, "retry_start_s": 0.1, "retry_max_s": 1.0, "timeout
 
 
 def _extras(serializable: bool) -> dict[str, Any]:
-    """bench_core's extras; the SecretStr becomes a plain string for SocketHandler,
-    which pickles objects as they are (and the receiver refuses any class)."""
-    from pydantic import SecretStr
-
-    token: Any = "**********" if serializable else SecretStr("not-for-logs-0001")
-    return {
-        "camera": "cam-01",
-        "stage": "acquisition",
-        "frame_file": "frame_000123.tiff",
-        "operator": "bobby.b",
-        "frame": 123,
-        "exposure_ms": 16.6,
-        "dropped": False,
-        "note": "nominal",
-        "api_token": token,
-    }
+    return extras(serializable)
 
 
 # ---------------------------------------------------------------------------
