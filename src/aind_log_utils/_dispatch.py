@@ -8,12 +8,9 @@ from typing import Any
 
 from ._diagnostics import diagnose
 from ._render import Renderer
-from ._sink import Sink
+from ._sink import Sink, is_internal
 
-__all__ = ["INTERNAL_THREAD_PREFIX", "DispatchHandler"]
-
-#: The delivery engines' worker threads are named ``aind-log-<sink>``.
-INTERNAL_THREAD_PREFIX = "aind-log-"
+__all__ = ["DispatchHandler"]
 
 
 class DispatchHandler(logging.Handler):
@@ -44,8 +41,7 @@ class DispatchHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         """Render ``record`` once and pass it to each sink; never raises."""
         try:
-            thread_name = record.threadName
-            if thread_name is not None and thread_name.startswith(INTERNAL_THREAD_PREFIX):
+            if is_internal(record):
                 return  # requests/urllib3 chatter from our own delivery workers: never loop
             event, line = self.renderer.render(record)
             # Handler.handle holds self.lock (an RLock) around emit: counts stay exact.

@@ -8,9 +8,25 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-__all__ = ["Sink", "SinkHandler"]
+if TYPE_CHECKING:
+    from ._delivery import DeliveryEngine
+
+__all__ = ["INTERNAL_THREAD_PREFIX", "EngineSink", "Sink", "SinkHandler", "is_internal"]
+
+#: The delivery engines' worker threads are named ``aind-log-<sink>``.
+INTERNAL_THREAD_PREFIX = "aind-log-"
+
+
+def is_internal(record: logging.LogRecord) -> bool:
+    """True for a record made on one of the library's own worker threads.
+
+    Such records (requests/urllib3/botocore chatter of a delivery worker) must
+    never reach a sink: sending them would make more of them, forever.
+    """
+    name = record.threadName
+    return name is not None and name.startswith(INTERNAL_THREAD_PREFIX)
 
 
 @runtime_checkable
@@ -75,3 +91,44 @@ class SinkHandler(logging.Handler):
         """Flush, spool what is left, and stop; idempotent."""
         self.sink.close()
         super().close()
+
+
+class EngineSink:
+    """What every network sink on the delivery engine shares: counters, flush, close.
+
+    A subclass sets ``engine`` (its :class:`~aind_log_utils._delivery.DeliveryEngine`)
+    and ``_transport`` (closed after the engine), and may extend :meth:`counters`.
+    """
+
+    name: str
+    engine: DeliveryEngine
+    _transport: Any
+
+    def counters(self) -> dict[str, Any]:
+        """The delivery counters: sent, retried, spooled, replayed, rejected, dropped, ..."""
+        stats = self.engine.stats()
+        return {
+            "sent": stats.sent,
+            "retried": stats.retried,
+            "spooled": stats.spooled,
+            "replayed": stats.replayed,
+            "rejected": dict(stats.rejected),
+            "dropped": dict(stats.dropped),
+            "queued": stats.queued,
+            "errors": stats.errors,
+        }
+
+    @property
+    def records_dropped(self) -> int:
+        """Records lost on purpose (spool off, full or failing; a sink turned off)."""
+        dropped: dict[str, int] = self.counters()["dropped"]
+        return sum(dropped.values())
+
+    def flush(self, timeout_s: float | None = None) -> bool:
+        """Send everything queued within ``timeout_s``; True when nothing is left."""
+        return self.engine.flush(timeout_s)
+
+    def close(self, timeout_s: float | None = None) -> None:
+        """Flush within ``timeout_s``, spool the rest, stop the worker; idempotent."""
+        self.engine.close(timeout_s)
+        self._transport.close()

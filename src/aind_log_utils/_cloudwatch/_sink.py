@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .._delivery import DeliveryEngine
-from .._sink import SinkHandler
+from .._sink import EngineSink, SinkHandler, is_internal
 from ._encode import (
     MAX_BATCH_EVENTS,
     MAX_MESSAGE_BYTES,
@@ -40,7 +40,6 @@ DEFAULT_LOG_GROUP = "aind/internal_logs"
 #: capsule of the account shares one PutLogEvents quota per region (5,000 calls/s),
 #: and a thousand capsules running at once must stay well under it.
 DEFAULT_BATCH_WAIT_S = 2.0
-_INTERNAL_THREAD_PREFIX = "aind-log-"
 _GROUP_RE = re.compile(r"^[.\-_/#A-Za-z0-9]{1,512}$")
 _REGION_RE = re.compile(r"^[a-z]{2}(-[a-z0-9]+)+$")
 _MIN_SECRET_CHARS = 16
@@ -100,7 +99,7 @@ def _check_endpoint(value: Any) -> str | None:
     return value.strip()
 
 
-class CloudWatchSink:
+class CloudWatchSink(EngineSink):
     """Send records to CloudWatch Logs without blocking the caller and without losing one.
 
     Each record becomes one event whose message is the record's JSON line, exactly
@@ -190,7 +189,7 @@ class CloudWatchSink:
             )
         engine_options.setdefault("batch_wait_s", DEFAULT_BATCH_WAIT_S)
         self._register_env_secrets()
-        self._transport = CloudWatchTransport(
+        self._transport: CloudWatchTransport = CloudWatchTransport(
             log_group=self.log_group,
             log_stream=self.log_stream,
             region=region,
@@ -269,15 +268,14 @@ class CloudWatchSink:
         self, event: Mapping[str, Any], line: bytes, record: logging.LogRecord
     ) -> None:
         """Sink interface: queue the record (records of our own worker threads are skipped)."""
-        if record.threadName and record.threadName.startswith(_INTERNAL_THREAD_PREFIX):
+        if is_internal(record):
             return  # botocore/urllib3 logging from our own worker: never loop back
         self.push_event(event, line, event_ms(record.created))
 
     def counters(self) -> dict[str, Any]:
         """The delivery counters: sent, retried, spooled, replayed, rejected, dropped, ..."""
-        stats = self.engine.stats()
-        rejected = dict(stats.rejected)
-        dropped = dict(stats.dropped)
+        counters = super().counters()
+        rejected, dropped = counters["rejected"], counters["dropped"]
         with self._off_lock:
             off = dict(self._off_dropped)
         for reason in _OFF_REASONS:
@@ -286,32 +284,7 @@ class CloudWatchSink:
             count = rejected.pop(reason, 0) + off.get(reason, 0)
             if count:
                 dropped[reason] = dropped.get(reason, 0) + count
-        return {
-            "sent": stats.sent,
-            "retried": stats.retried,
-            "spooled": stats.spooled,
-            "replayed": stats.replayed,
-            "rejected": rejected,
-            "dropped": dropped,
-            "queued": stats.queued,
-            "errors": stats.errors,
-            "off": self.off_reason,
-        }
-
-    @property
-    def records_dropped(self) -> int:
-        """Records lost on purpose (sink off, spool cap hit)."""
-        dropped: dict[str, int] = self.counters()["dropped"]
-        return sum(dropped.values())
-
-    def flush(self, timeout_s: float | None = None) -> bool:
-        """Send everything queued within ``timeout_s``; True when nothing is left."""
-        return self.engine.flush(timeout_s)
-
-    def close(self, timeout_s: float | None = None) -> None:
-        """Flush within ``timeout_s``, spool the rest, stop the worker; idempotent."""
-        self.engine.close(timeout_s)
-        self._transport.close()
+        return {**counters, "off": self.off_reason}
 
 
 class CloudWatchHandler(SinkHandler):

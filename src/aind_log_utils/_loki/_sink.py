@@ -13,7 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 import orjson
 
 from .._delivery import DeliveryEngine
-from .._sink import SinkHandler
+from .._sink import EngineSink, SinkHandler, is_internal
 from ._encode import (
     METADATA_FIELDS,
     created_ns,
@@ -31,7 +31,6 @@ __all__ = ["LokiHandler", "LokiSink", "loki_spool_dir", "normalize_push_url"]
 PUSH_PATH = "/loki/api/v1/push"
 #: Loki's default line limit is 256 KB; stay a little under it.
 DEFAULT_MAX_LINE_BYTES = 256 * 1024 - 1024
-_INTERNAL_THREAD_PREFIX = "aind-log-"
 _NO_METADATA = orjson.Fragment(b"null")
 
 
@@ -78,7 +77,7 @@ def loki_spool_dir(push_url: str, tenant_id: str | None = None) -> Path:
     )
 
 
-class LokiSink:
+class LokiSink(EngineSink):
     """Send records to Grafana Loki without blocking the caller and without losing one.
 
     Each record is encoded on the caller's thread (a few microseconds) and queued
@@ -160,7 +159,7 @@ class LokiSink:
         max_batch = int(engine_options.pop("max_batch_bytes", 1024 * 1024))
         if max_batch > 4 * 1024 * 1024 - 64 * 1024:
             raise ValueError("max_batch_bytes: must stay well under Loki's 4 MiB push limit")
-        self._transport = LokiTransport(
+        self._transport: LokiTransport = LokiTransport(
             self.push_url,
             headers=headers,
             auth=auth,
@@ -235,37 +234,9 @@ class LokiSink:
         self, event: Mapping[str, Any], line: bytes, record: logging.LogRecord
     ) -> None:
         """Sink interface: queue the record (records of our own worker threads are skipped)."""
-        if record.threadName and record.threadName.startswith(_INTERNAL_THREAD_PREFIX):
+        if is_internal(record):
             return  # requests/urllib3 logging from our own worker: never loop back
         self.push_event(event, line, created_ns(record.created))
-
-    def counters(self) -> dict[str, Any]:
-        """The delivery counters: sent, retried, spooled, replayed, rejected, dropped, ..."""
-        stats = self.engine.stats()
-        return {
-            "sent": stats.sent,
-            "retried": stats.retried,
-            "spooled": stats.spooled,
-            "replayed": stats.replayed,
-            "rejected": dict(stats.rejected),
-            "dropped": dict(stats.dropped),
-            "queued": stats.queued,
-            "errors": stats.errors,
-        }
-
-    @property
-    def records_dropped(self) -> int:
-        """Records lost on purpose (only when the spool cap is hit)."""
-        return sum(self.engine.stats().dropped.values())
-
-    def flush(self, timeout_s: float | None = None) -> bool:
-        """Push everything queued within ``timeout_s``; True when nothing is left."""
-        return self.engine.flush(timeout_s)
-
-    def close(self, timeout_s: float | None = None) -> None:
-        """Flush within ``timeout_s``, spool the rest, stop the worker; idempotent."""
-        self.engine.close(timeout_s)
-        self._transport.close()
 
 
 class LokiHandler(SinkHandler):

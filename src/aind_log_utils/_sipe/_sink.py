@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .._delivery import DeliveryEngine
-from .._sink import SinkHandler
+from .._sink import EngineSink, SinkHandler, is_internal
 from ._encode import SESSION_LOGGER, START_STOP, SipeEncoder, start_stop_message
 from ._transport import SipeTransport
 
@@ -23,7 +23,6 @@ DEFAULT_PORT = 9000
 #: TCP has no request size limit: bigger batches mean fewer wake-ups of the worker
 #: (each costs it a GIL hand-over from a busy logging thread).
 DEFAULT_MAX_BATCH_BYTES = 4 * 1024 * 1024
-_INTERNAL_THREAD_PREFIX = "aind-log-"
 _START_STOP_NAME = "START_STOP"
 
 
@@ -103,7 +102,7 @@ def _parse_level(level: int | str) -> int:
     raise TypeError(f"sipe_level: expected a level name or number, got {type(level).__name__}")
 
 
-class SipeSink:
+class SipeSink(EngineSink):
     """Send records to the legacy SIPE log server without blocking the caller.
 
     Each record that SIPE should see is encoded on the caller's thread into one
@@ -164,7 +163,9 @@ class SipeSink:
         self._encoder = SipeEncoder(program, fields)
         self.program = self._encoder.program
         max_batch = engine_options.pop("max_batch_bytes", DEFAULT_MAX_BATCH_BYTES)
-        self._transport = SipeTransport(self.host, self.port, max_batch_bytes=max_batch)
+        self._transport: SipeTransport = SipeTransport(
+            self.host, self.port, max_batch_bytes=max_batch
+        )
         self.spool_dir = (
             Path(spool_dir) if spool_dir is not None else sipe_spool_dir(self.host, self.port)
         )
@@ -200,8 +201,7 @@ class SipeSink:
             record: the record, read for its standard attributes, never modified.
         """
         try:
-            thread_name = record.threadName
-            if thread_name is not None and thread_name.startswith(_INTERNAL_THREAD_PREFIX):
+            if is_internal(record):
                 return  # our own workers' chatter never loops back
             encoder = self._encoder
             if record.name == SESSION_LOGGER and self.start_stop_lines:
@@ -229,32 +229,7 @@ class SipeSink:
 
     def counters(self) -> dict[str, Any]:
         """The delivery counters: sent, retried, spooled, replayed, rejected, dropped, ..."""
-        stats = self.engine.stats()
-        return {
-            "sent": stats.sent,
-            "retried": stats.retried,
-            "spooled": stats.spooled,
-            "replayed": stats.replayed,
-            "rejected": dict(stats.rejected),
-            "dropped": dict(stats.dropped),
-            "queued": stats.queued,
-            "errors": stats.errors,
-            "connects": self._transport.connects,
-        }
-
-    @property
-    def records_dropped(self) -> int:
-        """Records lost on purpose (only when the spool is off, full or failing)."""
-        return sum(self.engine.stats().dropped.values())
-
-    def flush(self, timeout_s: float | None = None) -> bool:
-        """Send everything queued within ``timeout_s``; True when nothing is left."""
-        return self.engine.flush(timeout_s)
-
-    def close(self, timeout_s: float | None = None) -> None:
-        """Flush within ``timeout_s``, spool the rest, stop the worker; idempotent."""
-        self.engine.close(timeout_s)
-        self._transport.close()
+        return {**super().counters(), "connects": self._transport.connects}
 
 
 def _start_or_stop(event: Mapping[str, Any]) -> str | None:
