@@ -210,6 +210,23 @@ def test_invalid_json_is_400(loki: LokiReceiver) -> None:
     assert loki.rejected == {}
 
 
+def test_lone_surrogate_escape_is_read_as_pythons_parser_reads_it(loki: LokiReceiver) -> None:
+    # orjson (the fast path) refuses it; the stdlib parser accepts it, as before.
+    data = b'{"streams": [{"stream": {"a": "b"}, "values": [["%d", "x\\ud800y"]]}]}' % now_ns()
+    assert push(loki, data=data).status_code == 204
+    assert loki.lines() == ["x\ud800y"]
+
+
+@pytest.mark.parametrize("ts", ["0", "1", "999999999999999999", "9223372036854775807", "-5"])
+def test_timestamps_at_the_edges_of_int64_are_parsed(loki: LokiReceiver, ts: str) -> None:
+    # Old or far-future instants are then refused by the age checks, not by the parser.
+    response = push(loki, ({"a": "b"}, [[ts, "x"]]))
+    assert "invalid timestamp" not in response.text
+    too_big = push(loki, ({"a": "b"}, [["9223372036854775808", "x"]]))
+    assert too_big.status_code == 400
+    assert "invalid timestamp" in too_big.text
+
+
 # -- labels -------------------------------------------------------------------------
 
 

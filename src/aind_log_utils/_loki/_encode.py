@@ -3,7 +3,10 @@ r"""Loki encoding: labels, structured metadata, timestamps, and the spoolable it
 One record becomes one item (``bytes``) that holds everything needed to push it,
 so a spooled item can be replayed by a later process::
 
-    <header JSON: [labels, ts_ns, metadata]> "\\n" <the JSON line>
+    <labels JSON> "\n" <value JSON: ["<ts ns>", "<line>", {metadata}]>
+
+The value is exactly what the push body holds for the entry, so the worker only
+groups items by stream and joins bytes.
 
 Labels stay low-cardinality (``service_name``, ``level``, ``hostname``, ``rig_id``,
 ``instrument_id``, ``pipeline_name`` and the user's static labels); the
@@ -25,6 +28,8 @@ __all__ = [
     "METADATA_FIELDS",
     "decode_item",
     "encode_item",
+    "frame_item",
+    "item_frame",
     "loki_labels",
     "loki_metadata",
     "split_item",
@@ -205,6 +210,33 @@ def truncate_line(event: Mapping[str, Any], line: bytes, max_bytes: int) -> byte
     return encoded
 
 
+def item_frame(labels_json: bytes, metadata_json: bytes | None) -> tuple[bytes, bytes]:
+    r"""The bytes an item has before its timestamp and after its line.
+
+    Both depend only on the stream and the structured metadata, which rarely
+    change from record to record, so a sink builds them once per distinct set and
+    :func:`frame_item` only adds the timestamp and the escaped line.
+
+    Args:
+        labels_json: the stream labels, JSON-encoded.
+        metadata_json: the structured metadata, JSON-encoded, or None.
+
+    Returns:
+        ``(prefix, suffix)``: ``<labels>\n["`` and ``,<metadata>]`` (or ``]``).
+    """
+    return labels_json + b'\n["', (b"," + metadata_json + b"]" if metadata_json else b"]")
+
+
+def frame_item(frame: tuple[bytes, bytes], ts_ns: int, line: bytes) -> bytes:
+    """One item from its frame (:func:`item_frame`), timestamp and line (no newline).
+
+    The line is decoded as UTF-8 (invalid bytes replaced) and escaped as a JSON
+    string, so the item's value is valid JSON whatever the line holds.
+    """
+    text = orjson.dumps(line.decode("utf-8", "replace"))
+    return b"".join((frame[0], b'%d",' % ts_ns, text, frame[1]))
+
+
 def encode_item(
     labels_json: bytes,
     ts_ns: int,
@@ -218,7 +250,7 @@ def encode_item(
     is parsed or serialised again off the caller's thread.
 
     Args:
-        labels_json: the stream labels, already JSON-encoded (cached per stream).
+        labels_json: the stream labels, already JSON-encoded.
         ts_ns: the entry's timestamp in nanoseconds.
         metadata: structured metadata (a mapping, or its JSON as an
             ``orjson.Fragment``), or None.
@@ -227,9 +259,8 @@ def encode_item(
     Returns:
         ``<labels JSON>`` a newline ``<value JSON>`` (JSON never holds a raw newline).
     """
-    text = line.decode("utf-8", "replace")
-    value = [str(ts_ns), text, metadata] if metadata else [str(ts_ns), text]
-    return labels_json + b"\n" + orjson.dumps(value)
+    meta = orjson.dumps(metadata) if metadata else None
+    return frame_item(item_frame(labels_json, meta), ts_ns, line)
 
 
 def split_item(item: bytes) -> tuple[bytes, bytes]:

@@ -15,9 +15,11 @@ import orjson
 from .._delivery import DeliveryEngine
 from .._sink import EngineSink, SinkHandler, is_internal
 from ._encode import (
+    LABEL_FIELDS,
     METADATA_FIELDS,
     created_ns,
-    encode_item,
+    frame_item,
+    item_frame,
     loki_labels,
     loki_metadata,
     timestamp_ns,
@@ -31,7 +33,11 @@ __all__ = ["LokiHandler", "LokiSink", "loki_spool_dir", "normalize_push_url"]
 PUSH_PATH = "/loki/api/v1/push"
 #: Loki's default line limit is 256 KB; stay a little under it.
 DEFAULT_MAX_LINE_BYTES = 256 * 1024 - 1024
-_NO_METADATA = orjson.Fragment(b"null")
+#: The event fields an item's labels and structured metadata are made of.
+_FRAME_FIELDS = LABEL_FIELDS + METADATA_FIELDS
+#: Distinct label+metadata sets remembered (a context that changes per record
+#: must not grow the cache without bound).
+_MAX_FRAMES = 1024
 
 
 def normalize_push_url(url: str) -> tuple[str, tuple[str, str] | None]:
@@ -178,36 +184,27 @@ class LokiSink(EngineSink):
             max_batch_bytes=max_batch,
             **engine_options,
         )
-        self._label_cache: dict[tuple[Any, ...], bytes] = {}
-        self._meta_cache: dict[tuple[Any, ...], orjson.Fragment] = {}
+        self._frames: dict[tuple[Any, ...], tuple[bytes, bytes]] = {}
 
     def __repr__(self) -> str:
         return f"<LokiSink {self.push_url} program={self.program!r}>"
 
-    def _labels_json(self, event: Mapping[str, Any]) -> bytes:
-        key = (event.get("level"), event.get("hostname"), event.get("rig_id"),
-               event.get("instrument_id"), event.get("pipeline_name"))  # fmt: skip
-        cached = self._label_cache.get(key)
-        if cached is None:
-            cached = orjson.dumps(loki_labels(event, self.program, self._static_labels))
-            if len(self._label_cache) < 1024:
-                self._label_cache[key] = cached
-        return cached
-
-    def _metadata_json(self, event: Mapping[str, Any]) -> orjson.Fragment | None:
-        # The metadata rarely changes from record to record: serialise it once.
-        key = tuple(event.get(name) for name in METADATA_FIELDS)
-        cached = self._meta_cache.get(key)
-        if cached is None:
-            meta = loki_metadata(event)
-            cached = orjson.Fragment(orjson.dumps(meta)) if meta else _NO_METADATA
-            try:
-                if len(self._meta_cache) >= 1024:
-                    self._meta_cache.clear()
-                self._meta_cache[key] = cached
-            except TypeError:  # an unhashable value: just don't cache it
-                pass
-        return None if cached is _NO_METADATA else cached
+    def _frame(self, event: Mapping[str, Any]) -> tuple[bytes, bytes]:
+        """The item's bytes around its timestamp and line: once per distinct labels+metadata."""
+        key = tuple(map(event.get, _FRAME_FIELDS))
+        try:
+            frame, cacheable = self._frames.get(key), True
+        except TypeError:  # an unhashable value: build it, don't cache it
+            frame, cacheable = None, False
+        if frame is None:
+            labels = orjson.dumps(loki_labels(event, self.program, self._static_labels))
+            meta = loki_metadata(event) if self.structured_metadata else None
+            frame = item_frame(labels, orjson.dumps(meta) if meta else None)
+            if cacheable:
+                if len(self._frames) >= _MAX_FRAMES:
+                    self._frames.clear()
+                self._frames[key] = frame
+        return frame
 
     def push_event(self, event: Mapping[str, Any], line: bytes, ts_ns: int | None = None) -> None:
         """Queue one rendered record for Loki; never blocks, never raises.
@@ -222,11 +219,10 @@ class LokiSink(EngineSink):
                 ts_ns = timestamp_ns(event)
                 if ts_ns is None:
                     return
-            body = line[:-1] if line.endswith(b"\n") else line
+            body = line[:-1] if line[-1:] == b"\n" else line
             if len(body) > self.max_line_bytes:
                 body = truncate_line(event, body, self.max_line_bytes)
-            meta = self._metadata_json(event) if self.structured_metadata else None
-            self.engine.submit(encode_item(self._labels_json(event), ts_ns, meta, body))
+            self.engine.submit(frame_item(self._frame(event), ts_ns, body))
         except Exception:
             self.engine._count_error("encode", RuntimeError("encoding failed"))
 

@@ -11,10 +11,12 @@ from __future__ import annotations
 import gzip
 import re
 import threading
+from itertools import groupby
+from operator import itemgetter, methodcaller
 
 from .._delivery import SendResult, describe_error
 from .._diagnostics import diagnose
-from ._encode import split_item, strip_metadata
+from ._encode import strip_metadata
 
 __all__ = ["LokiTransport"]
 
@@ -30,6 +32,20 @@ _REASONS = (
     ("structured metadata", "structured_metadata"),
     ("label", "invalid_labels"),
 )
+_split = methodcaller("partition", b"\n")  # item -> (labels, "\n", value)
+_LABELS = itemgetter(0)
+
+
+def _strip_all(values: list[bytes]) -> list[bytes]:
+    out: list[bytes] = []
+    for value in values:
+        try:
+            out.append(strip_metadata(value))
+        except Exception:
+            continue  # not ours (a corrupt spool item): skip it, never crash
+    return out
+
+
 #: After this many 429s in a row on one batch, split it (a push bigger than the
 #: tenant's burst is refused forever).
 SPLIT_AFTER_429 = 3
@@ -90,28 +106,30 @@ class LokiTransport:
         return f"<LokiTransport {self.push_url}>"
 
     def body(self, batch: list[bytes]) -> bytes:
-        """The JSON push body for a batch: streams in first-seen order, values joined as bytes."""
+        """The JSON push body for a batch: streams in first-seen order, values joined as bytes.
+
+        Consecutive items of one stream (the usual case) are handled as a run, so
+        the per-item work is one ``partition`` and one check that the value is a
+        JSON array; an item that is not one of ours (a corrupt spool item) is
+        skipped rather than making Loki refuse the whole push.
+        """
         streams: dict[bytes, list[bytes]] = {}
         with_meta = self.structured_metadata
-        for item in batch:
-            try:
-                labels, value = split_item(item)
-                if not with_meta:
-                    value = strip_metadata(value)
-            except Exception:
-                continue  # not ours (a corrupt spool item): skip it, never crash
-            values = streams.get(labels)
-            if values is None:
-                values = streams[labels] = []
-            values.append(value)
-        out: list[bytes] = []
-        for labels, values in streams.items():
-            out.append(b'{"stream":' + labels + b',"values":[')
-            out.append(b",".join(values))
-            out.append(b"]},")
-        if out:
-            out[-1] = b"]}"
-        return b'{"streams":[' + b"".join(out) + b"]}"
+        for labels, run in groupby(map(_split, batch), _LABELS):
+            values = [value for _, sep, value in run if sep and value[:1] == b"["]
+            if not values or labels[:1] != b"{":
+                continue
+            if not with_meta:
+                values = _strip_all(values)
+            joined = streams.get(labels)
+            if joined is None:
+                streams[labels] = values
+            else:
+                joined.extend(values)
+        return b'{"streams":[' + b"]},".join(
+            [b'{"stream":' + labels + b',"values":[' + b",".join(values)
+             for labels, values in streams.items()]
+        ) + (b"]}]}" if streams else b"]}")  # fmt: skip
 
     def send(self, batch: list[bytes], timeout_s: float) -> SendResult:
         """Push one batch; see the module docstring for how answers are read."""

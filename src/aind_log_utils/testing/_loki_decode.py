@@ -15,6 +15,8 @@ import re
 import zlib
 from typing import Any
 
+import orjson
+
 from ._loki_model import ParsedStream, PushError, PushValue
 
 __all__ = ["decode_body", "parse_push"]
@@ -22,6 +24,7 @@ __all__ = ["decode_body", "parse_push"]
 _INT64_MAX = 2**63 - 1
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
 _TIMESTAMP = re.compile(r"[+-]?[0-9]+\Z")
+_STR_ONLY = frozenset({str})  # JSON strings parse to exactly str
 
 
 def decode_body(body: bytes, content_type: str | None, content_encoding: str | None) -> bytes:
@@ -78,9 +81,14 @@ def parse_push(data: bytes) -> list[ParsedStream]:
             non-string line or metadata value, or an invalid label name.
     """
     try:
-        doc = json.loads(data)
-    except ValueError as exc:  # includes UnicodeDecodeError
-        raise PushError(400, f"loghttp.PushRequest: invalid JSON: {exc}") from exc
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        # orjson is the fast path; it refuses a few things Python's parser accepts
+        # (lone surrogate escapes, huge numbers), so the stdlib gives the verdict.
+        try:
+            doc = json.loads(data)
+        except ValueError as exc:  # includes UnicodeDecodeError
+            raise PushError(400, f"loghttp.PushRequest: invalid JSON: {exc}") from exc
     if not isinstance(doc, dict):
         raise PushError(400, "loghttp.PushRequest: expected a JSON object")
     raw_streams = doc.get("streams") or []
@@ -113,15 +121,18 @@ def _parse_value(raw: Any) -> PushValue:
     if not isinstance(raw, list) or len(raw) not in (2, 3):
         raise PushError(400, "loghttp.Entry: expected [ts, line] or [ts, line, {metadata}]")
     ts, line = raw[0], raw[1]
-    if not isinstance(ts, str):
+    if type(ts) is not str:
         raise PushError(400, f"loghttp.Entry.ts: expected a string of Unix nanoseconds, got {ts!r}")
-    if not _TIMESTAMP.match(ts) or abs(int(ts)) > _INT64_MAX:
+    # The common case (plain ASCII digits, at most 18: always within int64) without the regex.
+    if not (ts.isascii() and ts.isdigit() and len(ts) <= 18) and (
+        not _TIMESTAMP.match(ts) or abs(int(ts)) > _INT64_MAX
+    ):
         raise PushError(400, f"loghttp.Entry.ts: invalid timestamp {ts!r}")
     if not isinstance(line, str):
         raise PushError(400, "loghttp.Entry.line: expected a string")
     metadata = raw[2] if len(raw) == 3 else None
     if metadata is not None and (
-        not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values())
+        not isinstance(metadata, dict) or not _STR_ONLY.issuperset(map(type, metadata.values()))
     ):
         raise PushError(400, "loghttp.Entry.structuredMetadata: expected an object of strings")
     return PushValue(int(ts), line, metadata or None)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from itertools import chain
 from typing import NamedTuple
 
 __all__ = [
@@ -172,6 +173,8 @@ def nbytes(text: str) -> int:
     Returns:
         The byte count.
     """
+    if text.isascii():  # the common case, without making a copy
+        return len(text)
     return len(text.encode("utf-8", "surrogatepass"))
 
 
@@ -184,4 +187,6 @@ def metadata_bytes(metadata: dict[str, str] | None) -> int:
     Returns:
         The byte count (0 for none).
     """
-    return sum(nbytes(k) + nbytes(v) for k, v in (metadata or {}).items())
+    if not metadata:
+        return 0
+    return nbytes("".join(chain.from_iterable(metadata.items())))

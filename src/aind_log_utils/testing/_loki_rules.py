@@ -104,9 +104,10 @@ class LokiStore:
         tenant_id = tenant or "fake"
         errors: list[str] = []
         valid: list[tuple[str, dict[str, str], list[PushValue]]] = []
+        now_ns = self._clock_ns()
         for stream in streams:
             if stream.values:
-                checked = validate_stream(stream, self.limits, self._clock_ns)
+                checked = validate_stream(stream, self.limits, now_ns)
                 for refusal in checked.refusals:
                     self._reject(refusal.reason, refusal.entries)
                     errors.append(refusal.message)
@@ -115,7 +116,11 @@ class LokiStore:
         if not valid:
             return (400, "\n".join(errors)) if errors else (204, "")
         count = sum(len(values) for _, _, values in valid)
-        size = sum(nbytes(v.line) + metadata_bytes(v.metadata) for _, _, vs in valid for v in vs)
+        size = 0
+        if self.limits.rate_limit_bytes_s is not None:  # what the bucket counts
+            size = sum(
+                nbytes(v.line) + metadata_bytes(v.metadata) for _, _, vs in valid for v in vs
+            )
         if not self._bucket.allow(tenant_id, size):
             self.rejected["rate_limited"] += count
             limit = int(self.limits.rate_limit_bytes_s or 0)
@@ -182,9 +187,9 @@ class LokiStore:
             state.seen.add((value.ts_ns, value.line))
             if state.highest_ts is None or value.ts_ns > state.highest_ts:
                 state.highest_ts = value.ts_ns
-            self.entries.append(
-                LokiEntry(dict(labels), value.ts_ns, value.line, value.metadata, tenant)
-            )
+            # One labels dict per stream and push (validate_stream copied it), shared
+            # by its entries: copying it per entry would cost more than the checks.
+            self.entries.append(LokiEntry(labels, value.ts_ns, value.line, value.metadata, tenant))
         if not behind:
             return None
         self._reject("too_far_behind", len(behind))

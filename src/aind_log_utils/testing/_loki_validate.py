@@ -10,7 +10,6 @@ what was kept and what was refused (:class:`CheckedStream`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import NamedTuple
 
 from ._loki_model import (
@@ -65,15 +64,14 @@ class CheckedStream(NamedTuple):
     refusals: list[Refusal]
 
 
-def validate_stream(
-    stream: ParsedStream, limits: LokiLimits, clock_ns: Callable[[], int]
-) -> CheckedStream:
+def validate_stream(stream: ParsedStream, limits: LokiLimits, now_ns: int) -> CheckedStream:
     """Apply the distributor's label and entry checks to a stream with entries.
 
     Args:
         stream: one stream of :func:`~._loki_decode.parse_push`'s output.
         limits: the tenant's limits.
-        clock_ns: the wall clock in Unix nanoseconds (read once per entry).
+        now_ns: the wall clock in Unix nanoseconds when the push arrived (Loki's
+            distributor reads it once per push and judges every entry against it).
 
     Returns:
         What passes and what was refused.
@@ -108,8 +106,10 @@ def validate_stream(
         return CheckedStream(key, labels, [], [Refusal(reason, len(stream.values), message)])
     kept: list[PushValue] = []
     refusals: list[Refusal] = []
+    oldest = now_ns - int(limits.reject_older_than_s * NS_PER_S)
+    newest = now_ns + int(limits.future_grace_s * NS_PER_S)
     for value in stream.values:
-        problem = _check_entry(key, value, limits, clock_ns())
+        problem = _check_entry(key, value, limits, oldest, newest)
         if problem is None:
             kept.append(value)
         else:
@@ -117,15 +117,19 @@ def validate_stream(
     return CheckedStream(key, labels, kept, refusals)
 
 
-def _check_entry(key: str, value: PushValue, lim: LokiLimits, now: int) -> tuple[str, str] | None:
-    """Return (reason, message) when the distributor refuses this entry at ``now`` (ns)."""
-    oldest = now - int(lim.reject_older_than_s * NS_PER_S)
+def _check_entry(
+    key: str, value: PushValue, lim: LokiLimits, oldest: int, newest: int
+) -> tuple[str, str] | None:
+    """Return (reason, message) when the distributor refuses this entry.
+
+    ``oldest`` and ``newest`` are the timestamps (ns) the entry must lie between.
+    """
     if lim.reject_older_than_s and value.ts_ns < oldest:
         return "greater_than_max_sample_age", (
             f"entry for stream '{key}' has timestamp too old: {format_ts(value.ts_ns)}, "
             f"oldest acceptable timestamp is: {format_ts(oldest)}"
         )
-    if value.ts_ns > now + int(lim.future_grace_s * NS_PER_S):
+    if value.ts_ns > newest:
         return "too_far_in_future", (
             f"entry for stream '{key}' has timestamp too new: {format_ts(value.ts_ns)}"
         )
