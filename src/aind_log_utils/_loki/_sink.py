@@ -149,6 +149,9 @@ class LokiSink(EngineSink):
         self.max_line_bytes = max_line_bytes
         auth = (username, password or "") if username else url_auth
         headers: dict[str, str] = {}
+        for param, value in (("loki_tenant_id", tenant_id), ("loki_bearer_token", bearer_token)):
+            if value and not str(value).isprintable():
+                raise ValueError(f"{param}: holds a control character (CR, LF, ...)")
         if tenant_id:
             headers["X-Scope-OrgID"] = str(tenant_id)
         if bearer_token:

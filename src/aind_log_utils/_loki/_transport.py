@@ -8,15 +8,18 @@ server is split.
 
 from __future__ import annotations
 
-import gzip
+import base64
+import http.client
 import re
-import threading
+import sys
+import zlib
 from itertools import groupby
 from operator import itemgetter, methodcaller
 
 from .._delivery import SendResult, describe_error
 from .._diagnostics import diagnose
 from ._encode import strip_metadata
+from ._http import PushConnection
 
 __all__ = ["LokiTransport"]
 
@@ -32,6 +35,16 @@ _REASONS = (
     ("structured metadata", "structured_metadata"),
     ("label", "invalid_labels"),
 )
+_GZIP_WBITS = 16 + zlib.MAX_WBITS  # a gzip container around the deflate stream
+
+
+def _gzip(data: bytes, level: int) -> bytes:
+    if sys.version_info >= (3, 11):
+        return zlib.compress(data, level, wbits=_GZIP_WBITS)
+    packer = zlib.compressobj(level, zlib.DEFLATED, _GZIP_WBITS)  # 3.10: no wbits above
+    return packer.compress(data) + packer.flush()
+
+
 _split = methodcaller("partition", b"\n")  # item -> (labels, "\n", value)
 _LABELS = itemgetter(0)
 
@@ -86,21 +99,16 @@ class LokiTransport:
         structured_metadata: bool = True,
         gzip_level: int = 1,
     ) -> None:
-        import requests
-
         self.push_url = push_url
         self.max_batch_bytes = max_batch_bytes
         self.structured_metadata = structured_metadata
         self._gzip_level = gzip_level
-        self._session = requests.Session()
-        self._session.headers.update(headers)
-        self._session.headers["Content-Type"] = "application/json"
-        self._session.headers["Content-Encoding"] = "gzip"
-        self._session.auth = auth
-        self._session.verify = verify
-        self._requests = requests
+        all_headers = {"Content-Type": "application/json", "Content-Encoding": "gzip", **headers}
+        if auth is not None:
+            token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode("ascii")
+            all_headers["Authorization"] = f"Basic {token}"
+        self._http = PushConnection(push_url, headers=all_headers, verify=verify)
         self._consecutive_429 = 0
-        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"<LokiTransport {self.push_url}>"
@@ -133,13 +141,15 @@ class LokiTransport:
 
     def send(self, batch: list[bytes], timeout_s: float) -> SendResult:
         """Push one batch; see the module docstring for how answers are read."""
-        payload = gzip.compress(self.body(batch), compresslevel=self._gzip_level)
+        # One zlib call makes the whole gzip member (header, deflate, CRC): each C call
+        # that lets go of the GIL costs a busy logging thread a hand-over.
+        payload = _gzip(self.body(batch), self._gzip_level)
         try:
-            response = self._session.post(self.push_url, data=payload, timeout=timeout_s)
-        except self._requests.RequestException as exc:
+            answer = self._http.post(payload, timeout_s)
+        except (OSError, http.client.HTTPException) as exc:
             return SendResult.retry(f"connection: {describe_error(exc)}")
-        status = response.status_code
-        text = response.text[:4000] if status >= 300 else ""
+        status = answer.status
+        text = answer.text[:4000] if status >= 300 else ""
         if status < 300:
             self._consecutive_429 = 0
             return SendResult.ok()
@@ -148,9 +158,7 @@ class LokiTransport:
             if self._consecutive_429 >= SPLIT_AFTER_429 and len(batch) > 1:
                 self._consecutive_429 = 0
                 return SendResult.too_large("rate limited: push larger than the burst?")
-            return SendResult.retry(
-                "429 rate limited", _retry_after(response.headers.get("Retry-After"))
-            )
+            return SendResult.retry("429 rate limited", _retry_after(answer.retry_after))
         self._consecutive_429 = 0
         if status == 413 or _TOO_LARGE_RE.search(text):
             return SendResult.too_large(f"{status} push too large")
@@ -169,16 +177,14 @@ class LokiTransport:
         if status == 400:
             return SendResult.reject(_count_rejected(text, len(batch)), _reason(text))
         if status in (408,) or status >= 500:
-            return SendResult.retry(
-                f"{status} {text[:80]}", _retry_after(response.headers.get("Retry-After"))
-            )
+            return SendResult.retry(f"{status} {text[:80]}", _retry_after(answer.retry_after))
         # 401/403/404...: the server will not take these; they stay in the file.
         diagnose(f"loki:{status}", f"Loki answered {status}: {text[:200]}")
         return SendResult.reject(len(batch), f"http_{status}")
 
     def close(self) -> None:
-        """Close the HTTP session."""
-        self._session.close()
+        """Close the HTTP connection."""
+        self._http.close()
 
 
 def _count_rejected(text: str, size: int) -> int:
