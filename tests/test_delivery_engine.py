@@ -290,6 +290,25 @@ def test_partial_batch_goes_when_batch_wait_elapses(
     assert [len(b) for _, b in transport.attempts] == [3]
 
 
+def test_a_steady_stream_longer_than_batch_wait_still_goes_in_full_batches(
+    make_engine: Callable[..., DeliveryEngine],
+) -> None:
+    # Each push carries a full batch; only the last, at flush, may be partial.
+    transport = RecordingTransport()
+    engine = make_engine(transport, batch_wait_s=0.2, max_batch_records=50)
+    pace = threading.Event()  # never set: wait() paces the producer
+    deadline = time.monotonic() + 0.8
+    sent = 0
+    while time.monotonic() < deadline:
+        engine.submit(b"%06d" % sent)
+        sent += 1
+        pace.wait(0.001)  # ~1,000 items/s: 50 arrive well within the 0.2 s wait
+    assert engine.flush(10)
+    sizes = [len(batch) for _, batch in transport.attempts]
+    assert transport.delivered == [b"%06d" % i for i in range(sent)]
+    assert sent > 300 and all(size == 50 for size in sizes[:-1]), sizes
+
+
 def test_submit_never_blocks_while_the_transport_hangs(
     make_engine: Callable[..., DeliveryEngine],
 ) -> None:

@@ -54,7 +54,7 @@ class EngineState:
         self._queue: deque[bytes] = deque()
         self._queue_bytes = 0
         self._head_seq = 0  # submission number of self._queue[0]
-        self._oldest_at = 0.0  # when the queue last went from empty to not empty
+        self._oldest_at = 0.0  # when the queue's batch wait began (empty -> not, or a take)
         self._seq = 0
         self._inflight: list[bytes] = []  # the memory batch being sent
         self._inflight_done = 0

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import random
 import time
+from bisect import bisect_right
 from collections import deque
+from itertools import accumulate, islice
 from pathlib import Path
 
 from .._diagnostics import diagnose
@@ -84,17 +86,21 @@ class EngineWorker(EngineState):
             return None
 
     def _take_batch(self) -> list[bytes]:
-        queue, total = self._queue, 0
-        batch: list[bytes] = []
-        while queue and len(batch) < self._max_batch_records:
-            size = len(queue[0])
-            if batch and total + size > self._max_batch_bytes:
-                break
-            batch.append(queue.popleft())
-            total += size
-        self._queue_bytes -= total
+        queue = self._queue
+        # How many items fit: sizes summed in C, the first item alone if it is too big.
+        count = bisect_right(
+            list(accumulate(map(len, islice(queue, self._max_batch_records)))),
+            self._max_batch_bytes,
+        )
+        popleft = queue.popleft
+        batch = [popleft() for _ in range(count or 1)]
+        self._queue_bytes -= sum(map(len, batch))
         self._inflight, self._inflight_done, self._inflight_seq = batch, 0, self._head_seq
         self._head_seq += len(batch)
+        if queue:
+            # What is left starts a new wait: a stream that never lets the queue empty
+            # must still go in full batches, not in whatever arrived since the last one.
+            self._oldest_at = time.monotonic()
         return batch
 
     def _send(self, part: list[bytes]) -> SendResult:
