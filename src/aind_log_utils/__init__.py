@@ -8,7 +8,7 @@ One line of setup::
 and every record from every logger becomes one JSON object per line with the
 AIND standard fields, secrets redacted, on the console and in a JSONL file.
 
-``import aind_log_utils`` stays light: the parts (and pydantic, requests) load
+``import aind_log_utils`` stays light: the parts (and pydantic, http.client) load
 only when first used.
 """
 

@@ -2,7 +2,7 @@
 
 Each option has an ``AIND_*`` environment variable, so a capsule can be pointed
 at Loki without a code change (``AIND_LOKI_URL=http://eng-logtools:3100``).
-Nothing here imports requests until a sink is actually built.
+Nothing here imports an HTTP or AWS client until a sink is actually built.
 """
 
 from __future__ import annotations
