@@ -503,6 +503,41 @@ def test_overflow_goes_to_the_spool_and_is_replayed_in_order(
     assert engine.stats().spooled == stats.spooled
 
 
+def test_segments_closed_on_the_callers_thread_are_fsynced_by_the_worker(
+    make_engine: Callable[..., DeliveryEngine], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An fsync may take as long as the disk likes: never on the thread that logs.
+    synced: list[tuple[str, str]] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append((threading.current_thread().name, os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    if not Path("/proc/self/fd").is_dir():
+        pytest.skip("needs /proc to name the file of an fd")
+    monkeypatch.setattr(os, "fsync", fsync)
+    # max_spool_bytes / 8 -> 64 KiB segments: 400 items of ~1 KB close several.
+    engine = make_engine(
+        RecordingTransport(Switch()), max_queue_records=10, max_spool_bytes=512 * 1024
+    )
+    for item in records(400, width=1000):
+        engine.submit(item)
+    caller = threading.current_thread().name
+    assert not [name for name, _ in synced if name == caller]
+    closed = [p for p in segments(tmp_path / "spool") if p.suffix == ".spool"]
+    assert len(closed) >= 4
+
+    def worker_synced() -> bool:
+        done = {Path(path).name.split(".spool")[0] for name, path in synced if name != caller}
+        # all but the open segment (and any compressed meanwhile, fsynced as they are written)
+        return len(done) >= len(closed) - 1
+
+    poll(worker_synced)
+    assert all(name.startswith("aind-log-") for name, _ in synced)
+    assert engine.stats().spooled + engine.stats().queued == 400
+
+
 def test_spool_cap_drops_are_counted(make_engine: Callable[..., DeliveryEngine]) -> None:
     switch = Switch()
     transport = RecordingTransport(switch)

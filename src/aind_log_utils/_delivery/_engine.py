@@ -275,6 +275,7 @@ class DeliveryEngine(EngineWorker):
                     finally:
                         self._flush_waiters -= 1
                 self._spool.writer.sync()
+                _spool.sync_files(self._spool.take_unsynced())
                 return self._pending() == 0
         except Exception as exc:
             self._count_error("flush", exc)

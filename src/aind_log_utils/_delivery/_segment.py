@@ -18,8 +18,9 @@ one is the one to replay and the raw one is deleted (see :mod:`._claims`).
 Writes are appended straight to the file descriptor (no user-space buffer), so a
 record survives a SIGKILL once :meth:`SpoolWriter.append` has returned; a frame torn
 by a crash or a full disk fails its length or CRC check and the reader stops there,
-keeping every intact record before it. Segments are fsynced when they rotate and
-when the engine flushes or closes.
+keeping every intact record before it. A segment closed on the caller's thread is
+fsynced by the engine's worker soon after (never on the caller); every segment is
+fsynced when the engine flushes or closes.
 
 Which segments a process may replay is :mod:`._claims`' job; how much room they take,
 :mod:`._usage`'s.
@@ -176,7 +177,9 @@ class SpoolWriter:
     def _write(self, data: bytes) -> None:
         assert self._fd is not None
         try:
-            write_all(self._fd, data)
+            written = os.write(self._fd, data)  # one call, as good as always
+            if written != len(data):
+                write_all(self._fd, data[written:])
         except OSError:
             self.rotate(fsync=False)
             raise

@@ -48,6 +48,7 @@ __all__ = [
     "SpoolWriter",
     "claim_orphans",
     "read_segment",
+    "sync_files",
 ]
 
 #: Records already taken from a segment being replayed, by segment (this process
@@ -70,6 +71,25 @@ _RAW_SUFFIX = ".spool"
 # The very set of :mod:`._claims`, under the name it had here (tests stand in for
 # open engines by adding their tokens to it).
 _live_tokens = live_tokens
+
+
+def sync_files(paths: list[Path]) -> None:
+    """Fsync closed segments, best effort (one replayed or renamed meanwhile is skipped).
+
+    Args:
+        paths: the segments.
+    """
+    for path in paths:
+        try:
+            fd = os.open(path, os.O_RDWR | getattr(os, "O_BINARY", 0))
+        except OSError:
+            continue
+        try:
+            os.fsync(fd)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
 
 
 def _host_id() -> str:
@@ -105,6 +125,7 @@ class Spool:
         self.own: deque[Path] = deque()
         self._usage = SpoolUsage(directory)
         self._no_compress: set[Path] = set()  # compressing failed or does not pay
+        self._unsynced: list[Path] = []  # closed by append, not fsynced yet
 
     def append(self, item: bytes, seq: int) -> str | None:
         """Append ``item``, rotating the segment when it is big enough.
@@ -118,7 +139,13 @@ class Spool:
         """
         try:
             if self.writer.size >= self.segment_bytes:
-                self.rotate(fsync=True)
+                # No fsync here: append runs on the caller's thread, and an fsync can
+                # take as long as the disk likes. The worker syncs it (sync_closed).
+                path = self.writer.rotate(fsync=False)
+                if path is not None:
+                    self.own.append(path)
+                    self._unsynced.append(path)
+                    self._usage.forget()  # rescan: other processes write here too
             need = len(item) + FRAME_OVERHEAD + (0 if self.writer.path else len(MAGIC))
             if not self._usage.fits(need, self.max_bytes):
                 return "spool_full"
@@ -141,6 +168,15 @@ class Spool:
         if path is not None:
             self.own.append(path)
             self._usage.forget()  # rescan: other processes write here too
+
+    def take_unsynced(self) -> list[Path]:
+        """Return (and forget) the segments :meth:`append` closed without an fsync.
+
+        Returns:
+            Their paths, for :func:`sync_files` (outside the engine's lock).
+        """
+        paths, self._unsynced = self._unsynced, []
+        return paths
 
     def read(self, path: Path) -> list[bytes] | None:
         """Read a segment's intact records, reporting a torn tail or a foreign file.
@@ -271,13 +307,14 @@ class Spool:
         live_tokens.discard(self.token)
 
     def retire(self) -> None:
-        """At close: fsync, release the files so far, write later ones under a new token.
+        """At close: fsync every segment, release the files, write later ones under a new token.
 
         Another engine of this process (a reconfigured sink) may then replay what
         close spooled, while items that straggle in after close go to files that no
         one claims before this process is gone.
         """
         self.writer.rotate(fsync=True)
+        sync_files(self.take_unsynced())
         self.release()
         self.token = secrets.token_hex(6)
         live_tokens.add(self.token)

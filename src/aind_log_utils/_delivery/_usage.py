@@ -66,6 +66,9 @@ class SpoolUsage:
         Returns:
             True when the append fits.
         """
+        used = self._used
+        if used is not None and used + need <= max_bytes:
+            return True  # the common case: no clock read, no rescan
         now = time.monotonic()
         if self._used is None or (self._used + need > max_bytes and now - self._scanned_at >= 1.0):
             self._used, self._scanned_at = directory_usage(self.directory), now

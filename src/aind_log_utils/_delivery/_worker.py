@@ -22,6 +22,7 @@ from pathlib import Path
 
 from .._diagnostics import diagnose
 from ._compress import compress_segment, discard
+from ._spool import sync_files
 from ._state import EngineState
 from ._transport import SendOutcome, SendResult, describe_error
 
@@ -44,6 +45,7 @@ class EngineWorker(EngineState):
                 self._count_error("replay", exc)
         while True:
             try:
+                self._sync_closed()
                 job = self._next_job()
                 if job is None:
                     return
@@ -167,7 +169,7 @@ class EngineWorker(EngineState):
         return True
 
     def _wait_retry(self) -> bool:
-        """Wait until the next attempt is due, compressing closed segments meanwhile.
+        """Wait until the next attempt is due, syncing and compressing closed segments meanwhile.
 
         One segment at a time, and only while the attempt is not yet due, so that
         compressing never delays a due retry by more than one segment's work.
@@ -182,11 +184,22 @@ class EngineWorker(EngineState):
                 wait = self._not_before - time.monotonic()
                 if wait <= 0:
                     return True
-                path = self._spool.compressible() if self._spool_enabled else None
-                if path is None:
+                unsynced = self._spool.take_unsynced()
+                path = None if unsynced else self._spool.compressible()
+                if not unsynced and path is None:
                     self._work.wait(wait)  # a new closed segment wakes it
                     continue
-            self._compress(path)
+            if unsynced:
+                sync_files(unsynced)
+            else:
+                assert path is not None
+                self._compress(path)
+
+    def _sync_closed(self) -> None:
+        """Fsync the segments the caller's thread closed, outside the lock."""
+        with self._lock:
+            unsynced = self._spool.take_unsynced()
+        sync_files(unsynced)
 
     def _compress(self, path: Path) -> None:
         """Rewrite a closed segment compressed (outside the lock), then put it in place."""
