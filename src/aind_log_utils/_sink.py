@@ -11,9 +11,24 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from ._delivery import DeliveryEngine
+    from pathlib import Path
 
-__all__ = ["INTERNAL_THREAD_PREFIX", "EngineSink", "Sink", "SinkHandler", "is_internal"]
+    from ._delivery import DeliveryEngine
+    from ._delivery._link import ProcessLink
+
+__all__ = [
+    "DELIVERY_MODES",
+    "INTERNAL_THREAD_PREFIX",
+    "EngineSink",
+    "Sink",
+    "SinkHandler",
+    "is_internal",
+]
+
+#: Where a network sink does its work: ``"process"`` (a sender process of its own,
+#: see :mod:`aind_log_utils._delivery._link`), ``"thread"`` (a worker thread in
+#: this process), or ``"auto"`` (process where supported, else thread).
+DELIVERY_MODES = ("auto", "process", "thread")
 
 #: The delivery engines' worker threads are named ``aind-log-<sink>``.
 INTERNAL_THREAD_PREFIX = "aind-log-"
@@ -96,16 +111,59 @@ class SinkHandler(logging.Handler):
 class EngineSink:
     """What every network sink on the delivery engine shares: counters, flush, close.
 
-    A subclass sets ``engine`` (its :class:`~aind_log_utils._delivery.DeliveryEngine`)
-    and ``_transport`` (closed after the engine), and may extend :meth:`counters`.
+    A subclass builds its transport and calls :meth:`_start_delivery`, which sets
+    ``engine``: a :class:`~aind_log_utils._delivery.DeliveryEngine` (thread mode)
+    or a :class:`~aind_log_utils._delivery._link.ProcessLink` (process mode, where
+    the same sink runs in a sender process and this one only packs records).
     """
 
     name: str
-    engine: DeliveryEngine
+    engine: DeliveryEngine | ProcessLink
     _transport: Any
+    #: The sender process's link (process mode), else None.
+    _link: ProcessLink | None = None
+
+    def _start_delivery(
+        self,
+        transport: Any,
+        spec: tuple[str, str, tuple[Any, ...], dict[str, Any]],
+        delivery: str,
+        spool_dir: Path,
+        engine_options: dict[str, Any],
+    ) -> None:
+        """Start delivery in the mode asked for (see :data:`DELIVERY_MODES`).
+
+        Raises:
+            ValueError: ``delivery`` is not a mode, or an engine option is out of range.
+            TypeError: an engine option has the wrong type.
+        """
+        from ._delivery import DeliveryEngine
+        from ._delivery._link import ProcessLink, process_delivery_supported
+
+        if delivery not in DELIVERY_MODES:
+            raise ValueError(f"delivery: expected one of {DELIVERY_MODES}, got {delivery!r}")
+        if delivery == "auto":
+            delivery = "process" if process_delivery_supported() else "thread"
+        #: The mode in use: "process" or "thread".
+        self.delivery = delivery
+        if delivery == "thread":
+            self.engine = DeliveryEngine(
+                self.name, transport, spool_dir=spool_dir, **engine_options
+            )
+            return
+        DeliveryEngine.check_options(transport, **engine_options)
+        self._link = self.engine = ProcessLink(
+            self.name,
+            spec,
+            spool_dir=spool_dir,
+            flush_timeout_s=float(engine_options.get("flush_timeout_s", 10.0)),
+            max_buffer_bytes=int(engine_options.get("max_queue_bytes", 32 * 1024 * 1024)),
+        )
 
     def counters(self) -> dict[str, Any]:
         """The delivery counters: sent, retried, spooled, replayed, rejected, dropped, ..."""
+        if self._link is not None:
+            return self._link.counters()
         stats = self.engine.stats()
         return {
             "sent": stats.sent,

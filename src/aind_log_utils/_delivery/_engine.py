@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import atexit
 import functools
+import inspect
 import os
 import threading
 import time
@@ -36,6 +37,7 @@ import weakref
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from .._diagnostics import diagnose
 from . import _spool
@@ -46,6 +48,25 @@ from ._worker import RETRY_AFTER_CAP_S, EngineWorker
 __all__ = ["RETRY_AFTER_CAP_S", "DeliveryEngine"]
 
 _MIB = 1024 * 1024
+
+_OPTION_NAMES = frozenset(
+    {
+        "max_queue_bytes",
+        "max_queue_records",
+        "max_batch_bytes",
+        "max_batch_records",
+        "batch_wait_s",
+        "retry_start_s",
+        "retry_factor",
+        "retry_max_s",
+        "timeout_s",
+        "flush_timeout_s",
+        "spool_dir",
+        "max_spool_bytes",
+        "spool",
+        "replay_on_start",
+    }
+)
 
 _engines: weakref.WeakSet[DeliveryEngine] = weakref.WeakSet()
 
@@ -127,19 +148,34 @@ class DeliveryEngine(EngineWorker):
         spool: bool = True,
         replay_on_start: bool = True,
     ) -> None:
-        check_engine_args(name, transport, spool, replay_on_start, spool_dir)
-        self._max_queue_bytes = int_param("max_queue_bytes", max_queue_bytes, 1)
-        self._max_queue_records = int_param("max_queue_records", max_queue_records, 1)
-        batch_bytes = int_param("max_batch_bytes", max_batch_bytes, 1)
-        batch_records = int_param("max_batch_records", max_batch_records, 1)
-        self._batch_wait_s = float_param("batch_wait_s", batch_wait_s, 0)
-        self._retry_start_s = float_param("retry_start_s", retry_start_s, 0, strict=True)
-        self._retry_factor = float_param("retry_factor", retry_factor, 1)
-        self._retry_max_s = float_param("retry_max_s", retry_max_s, self._retry_start_s)
-        self._timeout_s = float_param("timeout_s", timeout_s, 0, strict=True)
-        self._flush_timeout_s = float_param("flush_timeout_s", flush_timeout_s, 0)
+        options = {k: v for k, v in locals().items() if k in _OPTION_NAMES}
+        self._configure(name, transport, options)
+        self._closed = False
+        self._init_state()
+        self._replay_pending = spool and replay_on_start
+        _engines.add(self)
+        # A weakref, so the hook never keeps a dropped engine alive.
+        self._atexit_hook = functools.partial(_close_at_exit, weakref.ref(self))
+        atexit.register(self._atexit_hook)
+        with self._lock:
+            self._ensure_worker()
+
+    def _configure(self, name: str, transport: Transport, options: dict[str, Any]) -> None:
+        """Check the arguments and set the engine's parameters (nothing starts here)."""
+        spool, spool_dir = options["spool"], options["spool_dir"]
+        check_engine_args(name, transport, spool, options["replay_on_start"], spool_dir)
+        self._max_queue_bytes = int_param("max_queue_bytes", options["max_queue_bytes"], 1)
+        self._max_queue_records = int_param("max_queue_records", options["max_queue_records"], 1)
+        batch_bytes = int_param("max_batch_bytes", options["max_batch_bytes"], 1)
+        batch_records = int_param("max_batch_records", options["max_batch_records"], 1)
+        self._batch_wait_s = float_param("batch_wait_s", options["batch_wait_s"], 0)
+        self._retry_start_s = float_param("retry_start_s", options["retry_start_s"], 0, strict=True)
+        self._retry_factor = float_param("retry_factor", options["retry_factor"], 1)
+        self._retry_max_s = float_param("retry_max_s", options["retry_max_s"], self._retry_start_s)
+        self._timeout_s = float_param("timeout_s", options["timeout_s"], 0, strict=True)
+        self._flush_timeout_s = float_param("flush_timeout_s", options["flush_timeout_s"], 0)
         min_spool = len(_spool.MAGIC) + _spool.FRAME_OVERHEAD + 1
-        self._max_spool_bytes = int_param("max_spool_bytes", max_spool_bytes, min_spool)
+        self._max_spool_bytes = int_param("max_spool_bytes", options["max_spool_bytes"], min_spool)
         self._max_batch_bytes = min(
             batch_bytes, transport_limit(transport, "max_batch_bytes") or batch_bytes
         )
@@ -153,15 +189,21 @@ class DeliveryEngine(EngineWorker):
             spool_dir = default_spool_dir(name)
         #: Where this engine's spool segments live.
         self.spool_dir = Path(spool_dir)
-        self._closed = False
-        self._init_state()
-        self._replay_pending = spool and replay_on_start
-        _engines.add(self)
-        # A weakref, so the hook never keeps a dropped engine alive.
-        self._atexit_hook = functools.partial(_close_at_exit, weakref.ref(self))
-        atexit.register(self._atexit_hook)
-        with self._lock:
-            self._ensure_worker()
+
+    @classmethod
+    def check_options(cls, transport: Transport, **options: Any) -> None:
+        """Check engine options exactly as the constructor does, without starting anything.
+
+        Raises:
+            TypeError: an option has the wrong type, or is unknown.
+            ValueError: an option is out of range (the message names it).
+        """
+        unknown = set(options) - _OPTION_NAMES
+        if unknown:
+            raise TypeError(f"{sorted(unknown)[0]}: not a delivery option")
+        params = inspect.signature(cls.__init__).parameters
+        defaults = {k: p.default for k, p in params.items() if k in _OPTION_NAMES}
+        cls.__new__(cls)._configure("check", transport, {**defaults, **options})
 
     def _reinit_after_fork(self) -> None:
         # The parent still owns its queue, batch and spool files: forget them all.

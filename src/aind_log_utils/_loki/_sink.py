@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import struct
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 
-from .._delivery import DeliveryEngine
 from .._sink import EngineSink, SinkHandler, is_internal
 from ._encode import (
     LABEL_FIELDS,
@@ -38,6 +38,9 @@ _FRAME_FIELDS = LABEL_FIELDS + METADATA_FIELDS
 #: Distinct label+metadata sets remembered (a context that changes per record
 #: must not grow the cache without bound).
 _MAX_FRAMES = 1024
+#: In front of a record's line (process delivery): whether its event follows, and
+#: the entry's time in ns.
+_WITH_EVENT = struct.Struct(">Bq")
 
 
 def normalize_push_url(url: str) -> tuple[str, tuple[str, str] | None]:
@@ -129,8 +132,15 @@ class LokiSink(EngineSink):
         structured_metadata: bool = True,
         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
         spool_dir: str | os.PathLike[str] | None = None,
+        delivery: str = "auto",
         **engine_options: Any,
     ) -> None:
+        spec_kwargs = {
+            "program": program, "labels": labels, "tenant_id": tenant_id, "username": username,
+            "password": password, "bearer_token": bearer_token, "verify": verify,
+            "structured_metadata": structured_metadata, "max_line_bytes": max_line_bytes,
+            "spool_dir": spool_dir, **engine_options,
+        }  # fmt: skip
         self.push_url, url_auth = normalize_push_url(url)
         self._static_labels = validate_labels(labels)
         self.program = program
@@ -180,12 +190,12 @@ class LokiSink(EngineSink):
         self.spool_dir = (
             Path(spool_dir) if spool_dir is not None else loki_spool_dir(self.push_url, tenant_id)
         )
-        self.engine = DeliveryEngine(
-            "loki",
+        self._start_delivery(
             self._transport,
-            spool_dir=self.spool_dir,
-            max_batch_bytes=max_batch,
-            **engine_options,
+            (__name__, "LokiSink", (url,), spec_kwargs),
+            delivery,
+            self.spool_dir,
+            {"max_batch_bytes": max_batch, **engine_options},
         )
         self._frames: dict[tuple[Any, ...], tuple[bytes, bytes]] = {}
 
@@ -222,6 +232,11 @@ class LokiSink(EngineSink):
                 ts_ns = timestamp_ns(event)
                 if ts_ns is None:
                     return
+            if self._link is not None:  # the sender process encodes it, from this event
+                self._link.submit(
+                    line, _WITH_EVENT.pack(1, ts_ns) + orjson.dumps(event, default=str) + b"\n"
+                )
+                return
             body = line[:-1] if line[-1:] == b"\n" else line
             if len(body) > self.max_line_bytes:
                 body = truncate_line(event, body, self.max_line_bytes)
@@ -235,7 +250,37 @@ class LokiSink(EngineSink):
         """Sink interface: queue the record (records of our own worker threads are skipped)."""
         if is_internal(record):
             return  # requests/urllib3 logging from our own worker: never loop back
-        self.push_event(event, line, created_ns(record.created))
+        link = self._link
+        if link is not None:  # the caller's whole share: 8 bytes of time and the line
+            link.submit(line, _WITH_EVENT.pack(0, created_ns(record.created)))
+        else:
+            self.push_event(event, line, created_ns(record.created))
+
+    def host_record(self, payload: bytes) -> None:
+        """In the sender process: encode and queue one record packed by :meth:`handle_event`.
+
+        The payload is a flag, the entry's time (8 bytes) and the JSON line. With
+        flag 0 (every record a session renders) the event is read back from the
+        line, which holds every field the labels, the structured metadata and a
+        truncation need; with flag 1 (:meth:`push_event` called with an event of
+        its own) the event's JSON and a newline come before the line.
+        """
+        try:
+            flag, ts_ns = _WITH_EVENT.unpack_from(payload)
+            line = payload[_WITH_EVENT.size :]
+            if flag:
+                event_json, _, line = line.partition(b"\n")
+                event = orjson.loads(event_json)
+            else:
+                event = orjson.loads(line)
+            if not isinstance(event, dict):
+                raise ValueError("not a JSON object")
+        except Exception:
+            self.engine._count_error(
+                "decode", RuntimeError("a record from the caller was unreadable")
+            )
+            return
+        self.push_event(event, line, ts_ns)
 
 
 class LokiHandler(SinkHandler):

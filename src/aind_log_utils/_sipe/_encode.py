@@ -31,6 +31,7 @@ from .._redact import redact
 
 __all__ = [
     "PICKLE_PROTOCOL",
+    "RECORD_ATTRS",
     "SESSION_LOGGER",
     "START_STOP",
     "SipeEncoder",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import operator
 import os
 import sys
 from collections.abc import Mapping
@@ -11,9 +12,17 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .._delivery import DeliveryEngine
+import orjson
+
 from .._sink import EngineSink, SinkHandler, is_internal
-from ._encode import SESSION_LOGGER, START_STOP, SipeEncoder, start_stop_message
+from ._encode import (
+    RECORD_ATTRS,
+    SESSION_LOGGER,
+    START_STOP,
+    SipeEncoder,
+    plain,
+    start_stop_message,
+)
 from ._transport import SipeTransport
 
 __all__ = ["DEFAULT_PORT", "SipeHandler", "SipeSink", "parse_sipe_url", "sipe_spool_dir"]
@@ -24,6 +33,22 @@ DEFAULT_PORT = 9000
 #: (each costs it a GIL hand-over from a busy logging thread).
 DEFAULT_MAX_BATCH_BYTES = 4 * 1024 * 1024
 _START_STOP_NAME = "START_STOP"
+#: What a packed record is sent as (process delivery).
+_PLAIN_KIND, _WEBLOG_KIND, _START_STOP_KIND = 0, 1, 2
+_KINDS = (_PLAIN_KIND, _WEBLOG_KIND, _START_STOP_KIND)
+_KIND_BYTES = (b"\x00", b"\x01", b"\x02")
+_get_record_attrs = operator.itemgetter(*RECORD_ATTRS)
+
+
+def _pack_attrs(values: Any) -> bytes:
+    return orjson.dumps(values, default=str)
+
+
+class _Packed:
+    """A record rebuilt in the sender from the attributes the caller packed."""
+
+    def __init__(self, attrs: dict[str, Any]) -> None:
+        self.__dict__.update(attrs)
 
 
 def parse_sipe_url(url: str) -> tuple[str, int]:
@@ -150,6 +175,7 @@ class SipeSink(EngineSink):
         level: int | str = logging.WARNING,
         start_stop_lines: bool = True,
         spool_dir: str | os.PathLike[str] | None = None,
+        delivery: str = "auto",
         **engine_options: Any,
     ) -> None:
         self.host, self.port = parse_sipe_url(url)
@@ -169,12 +195,22 @@ class SipeSink(EngineSink):
         self.spool_dir = (
             Path(spool_dir) if spool_dir is not None else sipe_spool_dir(self.host, self.port)
         )
-        self.engine = DeliveryEngine(
-            "sipe",
-            self._transport,
-            spool_dir=self.spool_dir,
-            max_batch_bytes=max_batch,
+        spec_kwargs = {
+            "program": program,
+            # the sender must stamp the same session id on the start and stop lines
+            "fields": {**(fields or {}), "log_session": self._encoder.log_session},
+            "level": level,
+            "start_stop_lines": start_stop_lines,
+            "spool_dir": spool_dir,
+            "max_batch_bytes": max_batch,
             **engine_options,
+        }
+        self._start_delivery(
+            self._transport,
+            (__name__, "SipeSink", (url,), spec_kwargs),
+            delivery,
+            self.spool_dir,
+            {"max_batch_bytes": max_batch, **engine_options},
         )
 
     def __repr__(self) -> str:
@@ -203,32 +239,75 @@ class SipeSink(EngineSink):
         try:
             if is_internal(record):
                 return  # our own workers' chatter never loops back
-            encoder = self._encoder
-            if record.name == SESSION_LOGGER and self.start_stop_lines:
-                action = _start_or_stop(event)
-                if action is not None:
-                    message = start_stop_message(
-                        action, event.get("log_session") or encoder.log_session, encoder.user(event)
-                    )
-                    self.engine.submit(
-                        encoder.encode(
-                            event,
-                            record,
-                            message=message,
-                            levelno=START_STOP,
-                            levelname=_START_STOP_NAME,
-                        )
-                    )
-                    return
-            if record.levelno >= self.always_level:
-                self.engine.submit(encoder.encode(event, record))
-            elif getattr(record, "weblog", None) or event.get("weblog"):
-                self.engine.submit(encoder.encode(event, record, weblog=True))
+            kind = self._kind(event, record)
+            if kind is None:
+                return
+            link = self._link
+            if link is None:
+                self._enqueue(kind, event, record)
+                return
+            # Process delivery: the sender encodes; the caller packs what the line
+            # lacks (the record's own attributes) in front of the line.
+            try:
+                attrs = _pack_attrs(_get_record_attrs(record.__dict__))
+            except (KeyError, TypeError):  # a hand-made record, or odd values
+                attrs = _pack_attrs([plain(getattr(record, n, None)) for n in RECORD_ATTRS])
+            link.submit(line, _KIND_BYTES[kind] + attrs + b"\n")
+        except Exception:
+            self.engine._count_error("encode", RuntimeError("encoding failed"))
+
+    def _kind(self, event: Mapping[str, Any], record: logging.LogRecord) -> int | None:
+        """Whether SIPE should see the record, and as what (None: not at all)."""
+        if (
+            record.name == SESSION_LOGGER
+            and self.start_stop_lines
+            and _start_or_stop(event) is not None
+        ):
+            return _START_STOP_KIND
+        if record.levelno >= self.always_level:
+            return _PLAIN_KIND
+        if getattr(record, "weblog", None) or event.get("weblog"):
+            return _WEBLOG_KIND
+        return None
+
+    def _enqueue(self, kind: int, event: Mapping[str, Any], record: Any) -> None:
+        """Encode one record SIPE should see (as ``kind``) and queue its frame."""
+        encoder = self._encoder
+        if kind == _START_STOP_KIND:
+            action = _start_or_stop(event) or "Start"
+            message = start_stop_message(
+                action, event.get("log_session") or encoder.log_session, encoder.user(event)
+            )
+            frame = encoder.encode(
+                event, record, message=message, levelno=START_STOP, levelname=_START_STOP_NAME
+            )
+        else:
+            frame = encoder.encode(event, record, weblog=kind == _WEBLOG_KIND)
+        self.engine.submit(frame)
+
+    def host_record(self, payload: bytes) -> None:
+        """In the sender process: encode and queue one record packed by :meth:`handle_event`."""
+        try:
+            kind = payload[0]
+            attrs, _, line = payload[1:].partition(b"\n")
+            event = orjson.loads(line)
+            record = _Packed(dict(zip(RECORD_ATTRS, orjson.loads(attrs), strict=True)))
+            if not isinstance(event, dict) or kind not in _KINDS:
+                raise ValueError("not a packed record")
+        except Exception:
+            self.engine._count_error(
+                "decode", RuntimeError("a record from the caller was unreadable")
+            )
+            return
+        try:
+            self._enqueue(kind, event, record)
         except Exception:
             self.engine._count_error("encode", RuntimeError("encoding failed"))
 
     def counters(self) -> dict[str, Any]:
         """The delivery counters: sent, retried, spooled, replayed, rejected, dropped, ..."""
+        if self._link is not None:  # the sender's counters hold its transport's
+            return super().counters()
         return {**super().counters(), "connects": self._transport.connects}
 
 

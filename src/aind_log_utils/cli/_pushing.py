@@ -55,7 +55,9 @@ def make_sink(
     """
     from .._loki import LokiSink
 
-    engine: dict[str, Any] = {"replay_on_start": replay, "spool": replay}
+    # Thread delivery: the push is the whole program, its progress comes from the
+    # engine's counters, and the replay takes over this process's own claim.
+    engine: dict[str, Any] = {"replay_on_start": replay, "spool": replay, "delivery": "thread"}
     if spool_dir is not None:
         engine["spool_dir"] = spool_dir
     try:

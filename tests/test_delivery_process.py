@@ -1,0 +1,210 @@
+"""Process delivery: a network sink's sender process and the caller's end of its pipe.
+
+Real sender processes, a real Loki receiver and a real SIPE receiver on loopback.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import psutil
+import pytest
+
+from aind_log_utils import setup_logging
+from aind_log_utils._delivery._link import WRITE_EVERY_S, ProcessLink
+from aind_log_utils._loki import LokiSink
+from aind_log_utils._loki._encode import timestamp_ns
+from aind_log_utils._sipe import SipeSink
+from aind_log_utils.testing import LokiReceiver, SipeReceiver
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="process delivery is POSIX")
+
+FAST: dict[str, Any] = {
+    "batch_wait_s": 0.02,
+    "retry_start_s": 0.05,
+    "retry_max_s": 0.5,
+    "timeout_s": 2.0,
+}
+
+
+@pytest.fixture
+def receiver() -> Iterator[LokiReceiver]:
+    with LokiReceiver(rate_limit_bytes_s=None, discover_service_name=False) as server:
+        yield server
+
+
+def sender_of(link: ProcessLink) -> psutil.Process:
+    assert link._proc is not None
+    return psutil.Process(link._proc.pid)
+
+
+def session_to(receiver: LokiReceiver, tmp_path: Path, **options: Any) -> Any:
+    return setup_logging(
+        "proc-test", console=False, log_file=tmp_path / "run.jsonl", handle_sigterm=False,
+        send_start_log=False, subject_id="123456", rig_id="rig_1",
+        loki_url=receiver.url, loki_options={**FAST, "spool_dir": str(tmp_path / "s"), **options},
+    )  # fmt: skip
+
+
+def test_process_delivery_is_the_default_and_matches_thread_delivery(
+    receiver: LokiReceiver, tmp_path: Path
+) -> None:
+    """The sender rebuilds each entry from the line: labels, metadata, time and line are
+    exactly those thread delivery sends for the same record."""
+    seen: dict[str, list[Any]] = {}
+    for mode in ("process", "thread"):
+        receiver.clear()
+        session = session_to(receiver, tmp_path / mode, delivery=mode)
+        sink = next(s for s in session.sinks if isinstance(s, LokiSink))
+        assert sink.delivery == mode
+        assert isinstance(sink.engine, ProcessLink) == (mode == "process")
+        log = logging.getLogger("proc")
+        log.info("frame %d", 1, extra={"camera": "cam-01", "note": "ü ✓"})
+        log.warning("odd", extra={"subject_id": "654321"})  # a per-record override
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            log.exception("failed")
+        assert session.flush(10)
+        assert sink.counters()["sent"] == 3
+        session.close()
+        file_lines = (tmp_path / mode / "run.jsonl").read_text().splitlines()
+        got = receiver.entries()
+        assert [e.line for e in got] == file_lines  # the file's lines, in order
+        for entry, line in zip(got, file_lines, strict=True):  # the record's own instant
+            stamp = orjson.loads(line)["timestamp"]
+            assert entry.ts_ns == timestamp_ns({"timestamp": stamp})
+        # the log session differs from session to session; everything else must not
+        seen[mode] = [
+            (e.labels, {k: v for k, v in (e.metadata or {}).items() if k != "log_session"})
+            for e in got
+        ]
+    assert seen["process"] == seen["thread"]
+    assert seen["process"][0][0]["service_name"] == "proc-test"
+    assert seen["process"][0][1]["subject_id"] == "123456"
+    assert seen["process"][1][1]["subject_id"] == "654321"
+
+
+def test_the_sender_is_a_separate_process_without_secrets_in_argv_or_env(
+    receiver: LokiReceiver, tmp_path: Path
+) -> None:
+    secret = "s3cret-pass-0042"
+    sink = LokiSink(receiver.url, username="u", password=secret, spool_dir=tmp_path / "s", **FAST)
+    try:
+        proc = sender_of(sink.engine)  # type: ignore[arg-type]
+        assert proc.pid != os.getpid()
+        assert "aind_log_utils._delivery._host" in " ".join(proc.cmdline())
+        assert secret not in " ".join(proc.cmdline())
+        assert all(secret not in v for v in proc.environ().values())
+        sink.push_event({"level": "INFO"}, b'{"level":"INFO","message":"m"}', time.time_ns())
+        assert sink.flush(10)
+        assert receiver.lines() == ['{"level":"INFO","message":"m"}']
+    finally:
+        sink.close()
+    popen = sink.engine._proc  # type: ignore[union-attr]
+    assert popen is not None and popen.wait(10) == 0  # the sender exits once closed
+    assert not proc.is_running()
+
+
+def test_bad_delivery_options_raise_in_the_caller_naming_them(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="delivery"):
+        LokiSink("http://127.0.0.1:9", delivery="carrier-pigeon")
+    with pytest.raises(ValueError, match="batch_wait_s"):
+        LokiSink("http://127.0.0.1:9", batch_wait_s=-1, spool_dir=tmp_path)
+    with pytest.raises(TypeError, match="max_queue_bytes"):
+        LokiSink("http://127.0.0.1:9", max_queue_bytes="big", spool_dir=tmp_path)
+    with pytest.raises(TypeError, match="no_such_option"):
+        LokiSink("http://127.0.0.1:9", no_such_option=1, spool_dir=tmp_path)
+
+
+def test_a_quiet_programs_last_record_goes_without_a_flush(
+    receiver: LokiReceiver, tmp_path: Path
+) -> None:
+    """A record smaller than a pipe write still leaves within WRITE_EVERY_S + batch wait."""
+    sink = LokiSink(receiver.url, spool_dir=tmp_path / "s", **FAST)
+    try:
+        start = time.monotonic()
+        sink.push_event({"level": "INFO"}, b'{"level":"INFO","message":"alone"}', time.time_ns())
+        assert receiver.wait_for(1, 10)
+        assert time.monotonic() - start < 10
+        assert receiver.lines() == ['{"level":"INFO","message":"alone"}']
+        assert WRITE_EVERY_S <= 0.1
+    finally:
+        sink.close()
+
+
+def test_a_killed_sender_is_replaced_by_delivery_from_this_process(
+    receiver: LokiReceiver, tmp_path: Path
+) -> None:
+    sink = LokiSink(receiver.url, spool_dir=tmp_path / "s", **FAST)
+    try:
+        for i in range(10):
+            sink.push_event({"level": "INFO"}, b'{"i":%d}' % i, time.time_ns() + i)
+        assert sink.flush(10)
+        proc = sender_of(sink.engine)  # type: ignore[arg-type]
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        deadline = time.monotonic() + 10
+        while sink.engine._state == "live" and time.monotonic() < deadline:  # type: ignore[union-attr]
+            time.sleep(0.01)  # polling the link's state with a deadline
+        for i in range(10, 20):
+            sink.push_event({"level": "INFO"}, b'{"i":%d}' % i, time.time_ns() + i)
+        assert sink.flush(10)
+        assert receiver.wait_for(20, 10)
+        assert sorted(receiver.lines()) == sorted('{"i":%d}' % i for i in range(20))
+        assert sink.counters()["sent"] >= 10  # the local sink's, added to the sender's last
+    finally:
+        sink.close()
+
+
+def test_closed_sink_exits_its_sender_and_later_records_go_to_the_spool(
+    receiver: LokiReceiver, tmp_path: Path
+) -> None:
+    sink = LokiSink(receiver.url, spool_dir=tmp_path / "s", **FAST)
+    proc = sender_of(sink.engine)  # type: ignore[arg-type]
+    sink.push_event({"level": "INFO"}, b'{"i":0}', time.time_ns())
+    sink.close()
+    sink.close()  # idempotent
+    popen = sink.engine._proc  # type: ignore[union-attr]
+    assert popen is not None and popen.wait(10) == 0
+    assert not proc.is_running()
+    assert receiver.lines() == ['{"i":0}']
+    sink.push_event({"level": "INFO"}, b'{"i":1}', time.time_ns())
+    assert sink.counters()["spooled"] == 1
+    assert list((tmp_path / "s").glob("*.spool"))
+
+
+def test_sipe_through_its_sender_process(tmp_path: Path) -> None:
+    with SipeReceiver() as server:
+        session = setup_logging(
+            "water-log", console=False, log_file=False, handle_sigterm=False,
+            send_start_log=False, rig_id="rig_7", sipe_url=server.url,
+            sipe_options={**FAST, "spool_dir": str(tmp_path / "s")},
+        )  # fmt: skip
+        sink = next(s for s in session.sinks if isinstance(s, SipeSink))
+        assert sink.delivery == "process"
+        try:
+            log = logging.getLogger("rig")
+            log.info("not sent")
+            log.info("sent: weblog", extra={"weblog": True})
+            log.error("sent: error %s", "x")
+            assert session.flush(10)
+            assert server.wait_for(2, 10)
+            records = server.dicts()
+            assert [r["msg"] for r in records] == ["sent: weblog", "sent: error x"]
+            assert records[0]["weblog"] is True
+            assert records[1]["levelname"] == "ERROR"
+            assert records[1]["funcName"] == "test_sipe_through_its_sender_process"
+            assert records[1]["project"] == "water-log"
+            assert records[1]["rig_id"] == "rig_7"
+            assert sink.counters()["connects"] >= 1
+        finally:
+            session.close()
