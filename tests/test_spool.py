@@ -448,3 +448,31 @@ def test_compression_ratio_of_json_lines(tmp_path: Path) -> None:
     ratio = len(body) / len(zlib.compress(body, 1))
     print(f"spool compression ratio (zlib 1, ~600-byte JSON lines): {ratio:.1f}x")
     assert ratio > 3
+
+
+def test_buffered_writer_writes_at_64_kib_on_write_pending_and_rotate_never_after_abandon(
+    tmp_path: Path,
+) -> None:
+    """A sender process's spool: frames wait in memory until 64 KiB, write_pending,
+    sync or rotate; abandon (a forked child) drops them instead of writing them."""
+    writer = SpoolWriter(tmp_path, host=HOST, pid=42, token="cafe")
+    writer.buffer_writes()
+    writer.append(b"first", 1)
+    path = writer.path
+    assert path is not None
+    assert path.stat().st_size == 0  # nothing written yet, not even the magic
+    writer.write_pending()
+    assert read_segment(path).items == [b"first"]
+    big = b"x" * 40_000
+    writer.append(big, 2)
+    assert read_segment(path).items == [b"first"]
+    writer.append(big, 3)  # past 64 KiB pending: written at once
+    assert read_segment(path).items == [b"first", big, big]
+    writer.append(b"last", 4)
+    assert writer.rotate(fsync=False) == path
+    assert read_segment(path).items == [b"first", big, big, b"last"]
+    writer.append(b"parent's", 5)
+    second = writer.path
+    assert second is not None and second != path
+    writer.abandon()
+    assert second.stat().st_size == 0

@@ -153,6 +153,7 @@ class ProcessLink:
         self._replies: dict[int, dict[str, Any]] = {}
         self._last: dict[str, Any] = {}
         self._buf = bytearray()
+        self._write_at = WRITE_AT_BYTES
         self._state = _UNSPAWNED
         self._proc: subprocess.Popen[bytes] | None = None
         self._fd = -1
@@ -288,11 +289,14 @@ class ProcessLink:
         try:
             written = os.write(self._fd, self._buf)
         except BlockingIOError:
-            return
+            written = 0
         except OSError:
             self._lost_sender("the pipe to the sender broke")
             return
         del self._buf[:written]
+        # With the pipe full, the caller tries again only 64 KiB later: the link's
+        # thread writes as soon as the sender has read.
+        self._write_at = len(self._buf) + WRITE_AT_BYTES
 
     def _lost_sender(self, why: str) -> None:
         """The sender is gone (under the lock): what is buffered goes to a local sink."""
@@ -325,7 +329,9 @@ class ProcessLink:
                         buf += _pack_header(len(prefix) + len(payload))
                         buf += prefix
                         buf += payload
-                        if len(buf) >= WRITE_AT_BYTES:
+                        if len(buf) >= self._write_at:
+                            # A full pipe is left to the link's thread, which waits
+                            # for room: the caller retries only every 64 KiB more.
                             self._write_some()
                         return
                     self._dropped["buffer_full_sent_locally"] = (

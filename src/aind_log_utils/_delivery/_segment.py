@@ -109,11 +109,15 @@ class SegmentName:
         return cls(m["host"], int(m["pid"]), m["token"], int(m["seq"]), bool(m["z"]))
 
 
+#: Buffered mode writes once this much is pending.
+_PENDING_BYTES = 64 * 1024
+
+
 def _encode_frame(item: bytes) -> bytes:
     return _HEADER.pack(len(item), zlib.crc32(item)) + item
 
 
-def write_all(fd: int, data: bytes) -> None:
+def write_all(fd: int, data: bytes | bytearray) -> None:
     """Write all of ``data`` to ``fd`` (``os.write`` may write less)."""
     view = memoryview(data)
     while view:
@@ -145,6 +149,35 @@ class SpoolWriter:
         self.size = 0
         #: Records in the open segment.
         self.records = 0
+        #: Frames not yet written (buffered mode only; see :meth:`buffer_writes`).
+        self._pending: bytearray | None = None
+
+    def buffer_writes(self) -> None:
+        """Collect frames in memory and write them 64 KiB at a time.
+
+        For a sender process (see :mod:`._link`), whose records survive the
+        program's SIGKILL anyway: one write per record would make it slower than
+        the program it sends for while the server is away. :meth:`write_pending`
+        (called whenever the sender has read all its input), :meth:`sync` and
+        :meth:`rotate` write what is pending.
+        """
+        if self._pending is None:
+            self._pending = bytearray()
+
+    def write_pending(self) -> None:
+        """Write the buffered frames, if any.
+
+        Raises:
+            OSError: the file cannot be written (the segment is then closed).
+        """
+        pending = self._pending
+        if pending and self._fd is not None:
+            self._pending = bytearray()
+            try:
+                write_all(self._fd, pending)
+            except OSError:
+                self._close_fd()
+                raise
 
     def append(self, item: bytes, seq: int) -> int:
         """Append one record, opening a segment named after ``seq`` if none is open.
@@ -176,6 +209,13 @@ class SpoolWriter:
 
     def _write(self, data: bytes) -> None:
         assert self._fd is not None
+        pending = self._pending
+        if pending is not None:
+            pending += data
+            self.size += len(data)
+            if len(pending) >= _PENDING_BYTES:
+                self.write_pending()
+            return
         try:
             written = os.write(self._fd, data)  # one call, as good as always
             if written != len(data):
@@ -189,7 +229,9 @@ class SpoolWriter:
         """Fsync the open segment, if any (errors are ignored: best effort)."""
         if self._fd is not None:
             try:
-                os.fsync(self._fd)
+                self.write_pending()
+                if self._fd is not None:
+                    os.fsync(self._fd)
             except OSError:
                 pass
 
@@ -204,19 +246,33 @@ class SpoolWriter:
         """
         if self._fd is None:
             return None
+        path = self.path
         if fsync:
             self.sync()
-        try:
-            os.close(self._fd)
-        except OSError:
-            pass
-        path = self.path
-        self._fd, self.path, self.size, self.records = None, None, 0, 0
+        else:
+            try:
+                self.write_pending()
+            except OSError:
+                pass  # closed, and counted by the caller of append
+        self._close_fd()
         return path
 
+    def _close_fd(self) -> None:
+        if self._fd is not None:
+            try:
+                os.close(self._fd)
+            except OSError:
+                pass
+        self._fd, self.path, self.size, self.records = None, None, 0, 0
+
     def abandon(self) -> None:
-        """Close the descriptor without writing (in a forked child)."""
-        self.rotate(fsync=False)
+        """Close the descriptor without writing (in a forked child).
+
+        What the parent had buffered is the parent's to write.
+        """
+        if self._pending is not None:
+            self._pending = bytearray()
+        self._close_fd()
 
 
 @dataclass(frozen=True)
