@@ -208,3 +208,31 @@ def test_sipe_through_its_sender_process(tmp_path: Path) -> None:
             assert sink.counters()["connects"] >= 1
         finally:
             session.close()
+
+
+def test_a_sender_that_fails_to_start_loses_nothing(
+    receiver: LokiReceiver, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Records wait in the caller until the sender says it is ready; when it dies
+    first, they and every later record are sent from this process instead."""
+    from aind_log_utils._delivery import _link
+
+    monkeypatch.setattr(
+        _link, "HOST_ARGS", ("-c", "import sys, time; time.sleep(0.3); sys.exit(3)")
+    )
+    sink = LokiSink(receiver.url, spool_dir=tmp_path / "s", **FAST)
+    try:
+        assert isinstance(sink.engine, ProcessLink)
+        for i in range(500):
+            sink.push_event({"level": "INFO"}, b'{"i":%d}' % i, time.time_ns() + i)
+        deadline = time.monotonic() + 10
+        while sink.engine._state == "live" and time.monotonic() < deadline:
+            time.sleep(0.01)  # polling the link's state with a deadline
+        assert sink.engine._state == "local"
+        for i in range(500, 600):
+            sink.push_event({"level": "INFO"}, b'{"i":%d}' % i, time.time_ns() + i)
+        assert sink.flush(10)
+        assert receiver.wait_for(600, 10)
+        assert receiver.lines() == ['{"i":%d}' % i for i in range(600)]  # all, in order
+    finally:
+        sink.close()

@@ -34,7 +34,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -247,50 +247,58 @@ class DeliveryEngine(EngineWorker):
         Args:
             item: one encoded record.
         """
+        self.submit_many((item,))
+
+    def submit_many(self, items: Iterable[bytes]) -> None:
+        """Queue encoded items in order under one lock; as :meth:`submit` for each.
+
+        Args:
+            items: encoded records (a sender process hands over all it has read).
+        """
         try:
-            if type(item) is not bytes:
-                if not isinstance(item, (bytes, bytearray, memoryview)):
-                    with self._lock:
-                        self._drop("invalid_item", 1)
-                    return
-                item = bytes(item)
-            size = len(item)
             with self._lock:
-                self._seq += 1
-                if self._stop:
-                    self._spool_or_drop(item, self._seq, "closed")
-                    return
-                if self._worker is None:
-                    try:
-                        self._ensure_worker()  # lazily, in a forked child
-                    except RuntimeError:  # no new threads at interpreter shutdown
-                        self._spool_or_drop(item, self._seq, "closed")
-                        return
-                queue = self._queue
-                if not queue and not self._spilling:
-                    queue.append(item)
-                    self._queue_bytes, self._head_seq, self._oldest_at = (
-                        size,
-                        self._seq,
-                        time.monotonic(),
-                    )
-                    self._work.notify()
-                elif (
-                    not self._spilling
-                    and self._queue_bytes + size <= self._max_queue_bytes
-                    and len(queue) < self._max_queue_records
-                ):
-                    queue.append(item)
-                    self._queue_bytes += size
-                    if len(queue) == self._max_batch_records or (
-                        self._queue_bytes >= self._max_batch_bytes > self._queue_bytes - size
-                    ):
-                        self._work.notify()  # a full batch: do not wait for the timer
-                else:
-                    self._spilling = self._spool_enabled
-                    self._spool_or_drop(item, self._seq, "queue_full")
+                for item in items:
+                    if type(item) is not bytes:
+                        if not isinstance(item, (bytes, bytearray, memoryview)):
+                            self._drop("invalid_item", 1)
+                            continue
+                        item = bytes(item)
+                    self._queue_one(item)
         except Exception as exc:
             self._count_error("submit", exc)
+
+    def _queue_one(self, item: bytes) -> None:
+        """Queue, spool or drop one item (under the lock)."""
+        size = len(item)
+        self._seq += 1
+        if self._stop:
+            self._spool_or_drop(item, self._seq, "closed")
+            return
+        if self._worker is None:
+            try:
+                self._ensure_worker()  # lazily, in a forked child
+            except RuntimeError:  # no new threads at interpreter shutdown
+                self._spool_or_drop(item, self._seq, "closed")
+                return
+        queue = self._queue
+        if not queue and not self._spilling:
+            queue.append(item)
+            self._queue_bytes, self._head_seq, self._oldest_at = size, self._seq, time.monotonic()
+            self._work.notify()
+        elif (
+            not self._spilling
+            and self._queue_bytes + size <= self._max_queue_bytes
+            and len(queue) < self._max_queue_records
+        ):
+            queue.append(item)
+            self._queue_bytes += size
+            if len(queue) == self._max_batch_records or (
+                self._queue_bytes >= self._max_batch_bytes > self._queue_bytes - size
+            ):
+                self._work.notify()  # a full batch: do not wait for the timer
+        else:
+            self._spilling = self._spool_enabled
+            self._spool_or_drop(item, self._seq, "queue_full")
 
     def stats(self) -> DeliveryStats:
         """Return a consistent snapshot of the counters.

@@ -69,21 +69,33 @@ def _answer(sink: Any, message: dict[str, Any]) -> tuple[dict[str, Any], bool]:
 
 def serve(sink: Any, reply_fd: int, data: bytearray, pos: int) -> None:
     """Feed record frames to ``sink`` and answer control frames until stdin ends."""
-    handle = sink.host_record
+    many = getattr(sink, "host_records", None)
+    if many is None:
+        one = sink.host_record
+
+        def many(payloads: list[bytes]) -> None:
+            for payload in payloads:
+                one(payload)
+
     engine = sink.engine
     engine.buffer_spool_writes()
     while True:
         frames, pos = split_frames(data, pos)
         del data[:pos]
         pos = 0
+        records: list[bytes] = []
         for control, payload in frames:
             if not control:
-                handle(payload)
+                records.append(payload)
                 continue
+            many(records)  # everything before the message, first
+            records = []
             answer, stop = _answer(sink, pickle.loads(payload))
             _reply(reply_fd, answer)
             if stop:
                 return
+        if records:
+            many(records)
         engine.write_spool_buffer()  # all input handled: what was spooled goes to disk
         chunk = os.read(0, _READ)
         if not chunk:
@@ -126,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
                     return 2
                 sink = build_sink(pickle.loads(payload)["spec"])
                 del data[: 4 + len(payload)]
+                _reply(reply_fd, {"id": 0, "ok": True, "ready": True})
         serve(sink, reply_fd, data, 0)
     except _Terminated:
         if sink is not None:

@@ -30,7 +30,6 @@ What this changes for delivery:
 from __future__ import annotations
 
 import atexit
-import fcntl
 import functools
 import os
 import select
@@ -46,6 +45,7 @@ from typing import Any
 import orjson
 
 from .._diagnostics import diagnose
+from ._segment import write_all
 from ._transport import DeliveryStats
 from ._wire import HEADER, control_frame, split_frames
 
@@ -55,6 +55,8 @@ __all__ = ["WRITE_AT_BYTES", "WRITE_EVERY_S", "ProcessLink", "process_delivery_s
 WRITE_AT_BYTES = 64 * 1024
 #: The link's thread writes a smaller buffer after at most this long.
 WRITE_EVERY_S = 0.1
+#: How the sender is started: ``sys.executable`` with these arguments and its reply fd.
+HOST_ARGS = ("-m", "aind_log_utils._delivery._host")
 #: How long a flush or close waits for the sender beyond the timeout it gave it.
 _GRACE_S = 2.0
 #: How long stats() waits for the sender's counters.
@@ -154,6 +156,7 @@ class ProcessLink:
         self._last: dict[str, Any] = {}
         self._buf = bytearray()
         self._write_at = WRITE_AT_BYTES
+        self._ready = False
         self._state = _UNSPAWNED
         self._proc: subprocess.Popen[bytes] | None = None
         self._fd = -1
@@ -198,7 +201,7 @@ class ProcessLink:
             path = os.environ.get("PYTHONPATH")
             env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [pkg_root, path]))}
             proc = subprocess.Popen(
-                [sys.executable, "-m", "aind_log_utils._delivery._host", str(reply_w)],
+                [sys.executable, *HOST_ARGS, str(reply_w)],
                 stdin=subprocess.PIPE,
                 bufsize=0,
                 pass_fds=(reply_w,),
@@ -218,12 +221,22 @@ class ProcessLink:
         assert proc.stdin is not None
         self._proc, self._fd, self._reply_fd = proc, proc.stdin.fileno(), reply_r
         try:
+            import fcntl  # POSIX only, as process delivery is
+
             fcntl.fcntl(self._fd, _F_SETPIPE_SZ, _PIPE_BYTES)
-        except OSError:
+        except (ImportError, OSError):
             pass  # the default pipe (64 KiB) works, with more writes
-        os.set_blocking(self._fd, False)
-        self._buf = bytearray(control_frame({"op": "start", "spec": self._spec}))
+        # Records stay here until the sender says it is ready: one that fails to
+        # start then takes none of them with it (they go to the local sink).
+        self._ready = False
         self._state = _LIVE
+        try:
+            write_all(self._fd, control_frame({"op": "start", "spec": self._spec}))
+        except OSError:
+            os.close(reply_r)
+            self._lost_sender("the sender process did not start")
+            return
+        os.set_blocking(self._fd, False)
         self._gone = False
         threading.Thread(
             target=self._read_replies,
@@ -241,6 +254,12 @@ class ProcessLink:
                 try:
                     message = orjson.loads(line)
                 except orjson.JSONDecodeError:
+                    continue
+                if message.get("ready"):
+                    with self._lock:
+                        self._ready = True
+                        if self._state is _LIVE and self._buf:
+                            self._write_some()
                     continue
                 with self._replied:
                     self._last = message.get("counters") or self._last
@@ -286,6 +305,9 @@ class ProcessLink:
 
     def _write_some(self) -> None:
         """Write what the pipe takes now (under the lock; never blocks)."""
+        if not self._ready:
+            self._write_at = len(self._buf) + WRITE_AT_BYTES
+            return
         try:
             written = os.write(self._fd, self._buf)
         except BlockingIOError:

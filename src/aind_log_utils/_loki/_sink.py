@@ -13,6 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 
+from .._delivery import DeliveryEngine
 from .._sink import EngineSink, SinkHandler, is_internal
 from ._encode import (
     LABEL_FIELDS,
@@ -257,30 +258,64 @@ class LokiSink(EngineSink):
             self.push_event(event, line, created_ns(record.created))
 
     def host_record(self, payload: bytes) -> None:
-        """In the sender process: encode and queue one record packed by :meth:`handle_event`.
+        """In the sender process: encode and queue one record packed by :meth:`handle_event`."""
+        self.host_records([payload])
 
-        The payload is a flag, the entry's time (8 bytes) and the JSON line. With
+    def host_records(self, payloads: list[bytes]) -> None:
+        """In the sender process: encode and queue the records of one read, in order.
+
+        Each payload is a flag, the entry's time (8 bytes) and the JSON line. With
         flag 0 (every record a session renders) the event is read back from the
         line, which holds every field the labels, the structured metadata and a
         truncation need; with flag 1 (:meth:`push_event` called with an event of
-        its own) the event's JSON and a newline come before the line.
+        its own) the event's JSON and a newline come before the line. The items go
+        to the engine in one call: one lock for the whole read.
         """
-        try:
-            flag, ts_ns = _WITH_EVENT.unpack_from(payload)
-            line = payload[_WITH_EVENT.size :]
-            if flag:
-                event_json, _, line = line.partition(b"\n")
-                event = orjson.loads(event_json)
-            else:
-                event = orjson.loads(line)
-            if not isinstance(event, dict):
-                raise ValueError("not a JSON object")
-        except Exception:
-            self.engine._count_error(
-                "decode", RuntimeError("a record from the caller was unreadable")
-            )
-            return
-        self.push_event(event, line, ts_ns)
+        items: list[bytes] = []
+        append = items.append
+        unpack = _WITH_EVENT.unpack_from
+        skip = _WITH_EVENT.size
+        loads, dumps = orjson.loads, orjson.dumps
+        frames, frame_of = self._frames, self._frame
+        max_line = self.max_line_bytes
+        bad = 0
+        for payload in payloads:
+            try:
+                flag, ts_ns = unpack(payload)
+                line = payload[skip:]
+                if flag:
+                    event_json, _, line = line.partition(b"\n")
+                    event = loads(event_json)
+                else:
+                    event = loads(line)
+                if line[-1:] == b"\n":
+                    line = line[:-1]
+                if len(line) > max_line:
+                    line = truncate_line(event, line, max_line)
+                try:
+                    frame = frames.get(tuple(map(event.get, _FRAME_FIELDS))) or frame_of(event)
+                except TypeError:  # an unhashable value
+                    frame = frame_of(event)
+                append(
+                    b"".join(
+                        (
+                            frame[0],
+                            b'%d",' % ts_ns,
+                            dumps(line.decode("utf-8", "replace")),
+                            frame[1],
+                        )
+                    )
+                )
+            except Exception:
+                bad += 1
+        engine = self.engine
+        if bad:
+            engine._count_error("decode", RuntimeError(f"{bad} record(s) were unreadable"))
+        if isinstance(engine, DeliveryEngine):
+            engine.submit_many(items)
+        else:  # host_records called on a sink in process mode: hand them on
+            for item in payloads:
+                engine.submit(item)
 
 
 class LokiHandler(SinkHandler):

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from .._delivery import DeliveryEngine
 from .._sink import EngineSink, SinkHandler, is_internal
 from ._encode import (
     RECORD_ATTRS,
@@ -272,37 +273,46 @@ class SipeSink(EngineSink):
 
     def _enqueue(self, kind: int, event: Mapping[str, Any], record: Any) -> None:
         """Encode one record SIPE should see (as ``kind``) and queue its frame."""
+        self.engine.submit(self._encode(kind, event, record))
+
+    def _encode(self, kind: int, event: Mapping[str, Any], record: Any) -> bytes:
+        """The frame of one record SIPE should see, as ``kind``."""
         encoder = self._encoder
         if kind == _START_STOP_KIND:
             action = _start_or_stop(event) or "Start"
             message = start_stop_message(
                 action, event.get("log_session") or encoder.log_session, encoder.user(event)
             )
-            frame = encoder.encode(
+            return encoder.encode(
                 event, record, message=message, levelno=START_STOP, levelname=_START_STOP_NAME
             )
-        else:
-            frame = encoder.encode(event, record, weblog=kind == _WEBLOG_KIND)
-        self.engine.submit(frame)
+        return encoder.encode(event, record, weblog=kind == _WEBLOG_KIND)
 
     def host_record(self, payload: bytes) -> None:
         """In the sender process: encode and queue one record packed by :meth:`handle_event`."""
-        try:
-            kind = payload[0]
-            attrs, _, line = payload[1:].partition(b"\n")
-            event = orjson.loads(line)
-            record = _Packed(dict(zip(RECORD_ATTRS, orjson.loads(attrs), strict=True)))
-            if not isinstance(event, dict) or kind not in _KINDS:
-                raise ValueError("not a packed record")
-        except Exception:
-            self.engine._count_error(
-                "decode", RuntimeError("a record from the caller was unreadable")
-            )
-            return
-        try:
-            self._enqueue(kind, event, record)
-        except Exception:
-            self.engine._count_error("encode", RuntimeError("encoding failed"))
+        self.host_records([payload])
+
+    def host_records(self, payloads: list[bytes]) -> None:
+        """In the sender process: encode the records of one read and queue them in one call."""
+        frames: list[bytes] = []
+        bad = 0
+        loads = orjson.loads
+        for payload in payloads:
+            try:
+                kind = payload[0]
+                attrs, _, line = payload[1:].partition(b"\n")
+                event = loads(line)
+                record = _Packed(dict(zip(RECORD_ATTRS, loads(attrs), strict=True)))
+                if not isinstance(event, dict) or kind not in _KINDS:
+                    raise ValueError("not a packed record")
+                frames.append(self._encode(kind, event, record))
+            except Exception:
+                bad += 1
+        engine = self.engine
+        if bad:
+            engine._count_error("encode", RuntimeError(f"{bad} record(s) could not be encoded"))
+        if isinstance(engine, DeliveryEngine):
+            engine.submit_many(frames)
 
     def counters(self) -> dict[str, Any]:
         """The delivery counters: sent, retried, spooled, replayed, rejected, dropped, ..."""
