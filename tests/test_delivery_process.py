@@ -20,6 +20,7 @@ import pytest
 
 from aind_log_utils import setup_logging
 from aind_log_utils._delivery._link import WRITE_EVERY_S, ProcessLink
+from aind_log_utils._delivery._spool import read_segment
 from aind_log_utils._loki import LokiSink
 from aind_log_utils._loki._encode import timestamp_ns
 from aind_log_utils._sipe import SipeSink
@@ -236,3 +237,26 @@ def test_a_sender_that_fails_to_start_loses_nothing(
         assert receiver.lines() == ['{"i":%d}' % i for i in range(600)]  # all, in order
     finally:
         sink.close()
+
+
+def test_records_a_hung_sender_never_took_are_spooled_at_close(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aind_log_utils._delivery import _link
+
+    monkeypatch.setattr(_link, "HOST_ARGS", ("-c", "import time; time.sleep(60)"))
+    sink = LokiSink("http://127.0.0.1:9", spool_dir=tmp_path / "s", **FAST)
+    link = sink.engine
+    assert isinstance(link, ProcessLink) and link._proc is not None
+    try:
+        for i in range(200):
+            sink.push_event({"level": "INFO"}, b'{"i":%d}' % i, time.time_ns() + i)
+        start = time.monotonic()
+        sink.close(0.5)
+        assert time.monotonic() - start < 0.5 + 1.0 + 1.0  # the bound, its grace, slack
+        assert sink.counters()["spooled"] == 200
+    finally:
+        link._proc.kill()
+        link._proc.wait(10)
+    items = [i for p in (tmp_path / "s").glob("*.spool") for i in read_segment(p).items]
+    assert len(items) == 200  # on disk, for the next start

@@ -58,7 +58,7 @@ WRITE_EVERY_S = 0.1
 #: How the sender is started: ``sys.executable`` with these arguments and its reply fd.
 HOST_ARGS = ("-m", "aind_log_utils._delivery._host")
 #: How long a flush or close waits for the sender beyond the timeout it gave it.
-_GRACE_S = 2.0
+_GRACE_S = 1.0
 #: How long stats() waits for the sender's counters.
 _STATS_WAIT_S = 2.0
 _F_SETPIPE_SZ = 1031
@@ -141,6 +141,7 @@ class ProcessLink:
         self._local_sink: Any = None
         self._final: dict[str, Any] = {}
         self._closed = False
+        self._close_lock = threading.Lock()
         self._init_state()
         _links.add(self)
         self._atexit_hook = functools.partial(_close_at_exit, weakref.ref(self))
@@ -178,6 +179,7 @@ class ProcessLink:
 
     def _reinit_after_fork(self) -> None:
         # The parent's sender, pipe and buffered records are the parent's.
+        self._close_lock = threading.Lock()
         self._close_pipe()
         if self._reply_fd >= 0 and self._state is _LIVE:
             try:
@@ -445,9 +447,10 @@ class ProcessLink:
 
     def close(self, timeout_s: float | None = None) -> None:
         """Flush within ``timeout_s``, let the sender spool the rest and exit; idempotent."""
-        if self._closed:
-            return
-        self._closed = True
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
         timeout = self._flush_timeout_s if timeout_s is None else max(0.0, float(timeout_s))
         try:
             atexit.unregister(self._atexit_hook)
@@ -462,6 +465,17 @@ class ProcessLink:
                 self._state = _CLOSED
                 self._tick.set()
                 self._close_pipe()
+                unsent, self._buf = self._buf, bytearray()
+                records = [p for control, p in split_frames(unsent)[0] if not control]
+                if records:  # the sender never took them: spool them here
+                    diagnose(
+                        f"{self.name}:close",
+                        f"{self.name}: the sender did not take {len(records)} record(s) in "
+                        "time; they are spooled for the next start",
+                    )
+                    local = self._ensure_local()  # built closed: it spools
+                    for payload in records:
+                        local.host_record(payload)
             proc = self._proc
             if proc is not None:
                 try:
