@@ -205,6 +205,7 @@ class ProcessLink:
             proc = subprocess.Popen(
                 [sys.executable, *HOST_ARGS, str(reply_w)],
                 stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,  # never hold a pipe the program's parent reads
                 bufsize=0,
                 pass_fds=(reply_w,),
                 start_new_session=True,
