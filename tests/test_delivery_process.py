@@ -260,3 +260,21 @@ def test_records_a_hung_sender_never_took_are_spooled_at_close(
         link._proc.wait(10)
     items = [i for p in (tmp_path / "s").glob("*.spool") for i in read_segment(p).items]
     assert len(items) == 200  # on disk, for the next start
+
+
+def test_the_sender_imports_from_the_programs_sys_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A capsule that put its own folder on sys.path gets a sender that sees it too,
+    with the program's order kept (the standard library before site-packages)."""
+    from aind_log_utils._delivery._link import _sender_path
+
+    extra = tmp_path / "vendored"
+    extra.mkdir()
+    monkeypatch.setattr(sys, "path", [str(extra), *sys.path, str(tmp_path / "missing"), ""])
+    monkeypatch.setenv("PYTHONPATH", "/from/env")
+    parts = _sender_path(str(tmp_path / "pkg" / "aind_log_utils" / "__init__.py")).split(os.pathsep)
+    program = [p for p in sys.path if p and os.path.isdir(p)]
+    assert parts[: len(program)] == list(dict.fromkeys(program))
+    assert parts[len(program) :] == [str(tmp_path / "pkg"), "/from/env"]
+    assert str(tmp_path / "missing") not in parts

@@ -81,6 +81,20 @@ def process_delivery_supported() -> bool:
     )
 
 
+def _sender_path(package_file: str) -> str:
+    """The sender's ``PYTHONPATH``: this program's ``sys.path``, then this package's root.
+
+    The program's entries keep their order (the standard library before
+    site-packages, as here); the package's root is added when the program
+    imported it from elsewhere. A program that found its modules through ``sys.path`` changes (common in
+    capsules) has the sender import the very same ones.
+    """
+    entries = [p for p in sys.path if p and os.path.isdir(p)]
+    entries.append(os.path.dirname(os.path.dirname(os.path.abspath(package_file))))
+    entries += (os.environ.get("PYTHONPATH") or "").split(os.pathsep)
+    return os.pathsep.join(dict.fromkeys(p for p in entries if p))
+
+
 def _after_fork_in_child() -> None:
     for link in list(_links):
         link._reinit_after_fork()
@@ -199,9 +213,7 @@ class ProcessLink:
 
         reply_r, reply_w = os.pipe()
         try:
-            pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(aind_log_utils.__file__)))
-            path = os.environ.get("PYTHONPATH")
-            env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [pkg_root, path]))}
+            env = {**os.environ, "PYTHONPATH": _sender_path(aind_log_utils.__file__)}
             proc = subprocess.Popen(
                 [sys.executable, *HOST_ARGS, str(reply_w)],
                 stdin=subprocess.PIPE,
