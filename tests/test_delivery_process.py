@@ -23,7 +23,7 @@ from aind_log_utils._delivery._link import WRITE_EVERY_S, ProcessLink
 from aind_log_utils._delivery._spool import read_segment
 from aind_log_utils._loki import LokiSink
 from aind_log_utils._loki._encode import timestamp_ns
-from aind_log_utils._sipe import SipeSink
+from aind_log_utils._sipe import SipeHandler, SipeSink
 from aind_log_utils.testing import LokiReceiver, SipeReceiver
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="process delivery is POSIX")
@@ -278,3 +278,62 @@ def test_the_sender_imports_from_the_programs_sys_path(
     assert parts[: len(program)] == list(dict.fromkeys(program))
     assert parts[len(program) :] == [str(tmp_path / "pkg"), "/from/env"]
     assert str(tmp_path / "missing") not in parts
+
+
+def test_sipe_records_spooled_packed_keep_who_wrote_them(tmp_path: Path) -> None:
+    """While the server is away the sender spools records unencoded; whoever replays
+    them later (here another program) sends the frames the writer would have sent."""
+    with SipeReceiver() as server:
+        server.go_away()
+        handler = SipeHandler(
+            server.url, static_fields={"rig_id": "rig_1"}, program="first-program",
+            spool_dir=tmp_path / "s", **FAST,
+        )  # fmt: skip
+        first = handler.sink
+        log = logging.getLogger("writer")
+        log.addHandler(handler)
+        try:
+            for i in range(300):
+                log.warning("record %d", i)
+                if i == 0:  # let the first attempt fail, so the rest are spooled packed
+                    deadline = time.monotonic() + 10
+                    while first.counters()["retried"] == 0 and time.monotonic() < deadline:
+                        time.sleep(0.02)  # polling the sender's counters with a deadline
+        finally:
+            log.removeHandler(handler)
+            first.close(0)
+        packed = [
+            item
+            for path in (tmp_path / "s").glob("*.spool")
+            for item in read_segment(path).items
+            if item.startswith(b"\xa1P")
+        ]
+        assert len(packed) >= 250  # spooled without being encoded
+        server.come_back()
+        second = SipeSink(server.url, program="second-program", spool_dir=tmp_path / "s", **FAST)
+        try:
+            assert server.wait_for(300, 20)
+        finally:
+            second.close()
+        records = server.dicts()
+        assert [r["msg"] for r in records] == [f"record {i}" for i in range(300)]
+        assert {r["project"] for r in records} == {"first-program"}
+        assert {r["rig_id"] for r in records} == {"rig_1"}
+        assert all(r["funcName"] == "test_sipe_records_spooled_packed_keep_who_wrote_them"
+                   for r in records)  # fmt: skip
+
+
+def test_an_unreadable_packed_record_is_skipped_and_counted(tmp_path: Path) -> None:
+    from aind_log_utils._sipe import frame
+
+    with SipeReceiver() as server:
+        sink = SipeSink(server.url, spool_dir=tmp_path / "s", delivery="thread", **FAST)
+        try:
+            sink.engine.submit(b"\xa1P\x00not json\n{}")
+            sink.engine.submit(frame({"msg": "fine", "levelno": 30, "name": "x"}))
+            assert sink.flush(10)
+            assert server.wait_for(1, 10)
+            assert [r["msg"] for r in server.dicts()] == ["fine"]
+            assert sink.counters()["errors"] >= 1
+        finally:
+            sink.close()

@@ -30,6 +30,7 @@ import orjson
 from .._redact import redact
 
 __all__ = [
+    "PACKED_MARK",
     "PICKLE_PROTOCOL",
     "RECORD_ATTRS",
     "SESSION_LOGGER",
@@ -40,6 +41,10 @@ __all__ = [
     "start_stop_message",
 ]
 
+#: The first bytes of a spooled record not yet made into a frame (see
+#: :meth:`~._sink.SipeSink.expand`). A frame starts with its length, so it
+#: could only start with these if it were over 2.7 GB.
+PACKED_MARK = b"\xa1P"
 #: The level mpetk defines for start/stop lines (WARNING + 5).
 START_STOP = 35
 #: Protocol 2: every Python the server may run (2.3 onwards, all of 3) reads it,
@@ -294,6 +299,7 @@ class SipeEncoder:
         levelno: int | None = None,
         levelname: str | None = None,
         weblog: bool = False,
+        origin: tuple[str, str | None, str | None] | None = None,
     ) -> bytes:
         """Build the frame of one record.
 
@@ -304,6 +310,8 @@ class SipeEncoder:
             levelno: replaces the record's level number.
             levelname: replaces the record's level name.
             weblog: the record was sent because it asked (``weblog`` is then True).
+            origin: the writing program's ``(program, aibs_rig_id, aibs_comp_id)``, for
+                a record spooled by another program (default: this encoder's).
 
         Returns:
             The frame: length + pickle.
@@ -315,7 +323,12 @@ class SipeEncoder:
         if not self._default_keys <= payload.keys():  # a hand-made event
             payload = {**self._defaults, **payload}
         rig_id, version = payload["rig_id"], payload["software_version"]
-        if rig_id == self._rig_id and version == self._version:
+        if origin is not None:
+            payload.update(
+                project=origin[0], rig_name=origin[1] or rig_id, comp_id=origin[2] or rig_id,
+                version=version,
+            )  # fmt: skip
+        elif rig_id == self._rig_id and version == self._version:
             payload.update(self._sipe_attrs)
         else:  # bound context or extra= changed them for this record
             payload.update(self._sipe_attributes(rig_id, version))

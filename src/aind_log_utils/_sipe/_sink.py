@@ -17,6 +17,7 @@ import orjson
 from .._delivery import DeliveryEngine
 from .._sink import EngineSink, SinkHandler, is_internal
 from ._encode import (
+    PACKED_MARK,
     RECORD_ATTRS,
     SESSION_LOGGER,
     START_STOP,
@@ -193,6 +194,11 @@ class SipeSink(EngineSink):
         self._transport: SipeTransport = SipeTransport(
             self.host, self.port, max_batch_bytes=max_batch
         )
+        self._transport.expand = self.expand
+        #: Who wrote a packed record: (program, aibs_rig_id, aibs_comp_id).
+        self._origin = orjson.dumps(
+            [self._encoder.program, self._encoder.rig_name_env, self._encoder.comp_id_env]
+        )
         self.spool_dir = (
             Path(spool_dir) if spool_dir is not None else sipe_spool_dir(self.host, self.port)
         )
@@ -275,8 +281,14 @@ class SipeSink(EngineSink):
         """Encode one record SIPE should see (as ``kind``) and queue its frame."""
         self.engine.submit(self._encode(kind, event, record))
 
-    def _encode(self, kind: int, event: Mapping[str, Any], record: Any) -> bytes:
-        """The frame of one record SIPE should see, as ``kind``."""
+    def _encode(
+        self,
+        kind: int,
+        event: Mapping[str, Any],
+        record: Any,
+        origin: tuple[str, str | None, str | None] | None = None,
+    ) -> bytes:
+        """The frame of one record SIPE should see, as ``kind`` (written by ``origin``)."""
         encoder = self._encoder
         if kind == _START_STOP_KIND:
             action = _start_or_stop(event) or "Start"
@@ -284,35 +296,73 @@ class SipeSink(EngineSink):
                 action, event.get("log_session") or encoder.log_session, encoder.user(event)
             )
             return encoder.encode(
-                event, record, message=message, levelno=START_STOP, levelname=_START_STOP_NAME
-            )
-        return encoder.encode(event, record, weblog=kind == _WEBLOG_KIND)
+                event, record, message=message, levelno=START_STOP,
+                levelname=_START_STOP_NAME, origin=origin,
+            )  # fmt: skip
+        return encoder.encode(event, record, weblog=kind == _WEBLOG_KIND, origin=origin)
 
     def host_record(self, payload: bytes) -> None:
         """In the sender process: encode and queue one record packed by :meth:`handle_event`."""
         self.host_records([payload])
 
     def host_records(self, payloads: list[bytes]) -> None:
-        """In the sender process: encode the records of one read and queue them in one call."""
+        """In the sender process: encode the records of one read and queue them in one call.
+
+        While the engine spools (the server is away) a record is not encoded at all:
+        it is spooled packed, with who wrote it, and :meth:`expand` makes its frame
+        when it is sent (by this process or a later one). Encoding each record as it
+        comes made the sender slower than the program while the server was away.
+        """
+        engine = self.engine
+        if not isinstance(engine, DeliveryEngine):
+            return  # only a sender (thread delivery) hosts records
+        if engine._spilling:
+            head = PACKED_MARK
+            origin = self._origin
+            engine.submit_many([b"".join((head, p[:1], origin, b"\n", p[1:])) for p in payloads])
+            return
         frames: list[bytes] = []
         bad = 0
-        loads = orjson.loads
         for payload in payloads:
-            try:
-                kind = payload[0]
-                attrs, _, line = payload[1:].partition(b"\n")
-                event = loads(line)
-                record = _Packed(dict(zip(RECORD_ATTRS, loads(attrs), strict=True)))
-                if not isinstance(event, dict) or kind not in _KINDS:
-                    raise ValueError("not a packed record")
-                frames.append(self._encode(kind, event, record))
-            except Exception:
+            frame = self._frame_of(payload[0], payload[1:], None)
+            if frame is None:
                 bad += 1
-        engine = self.engine
+            else:
+                frames.append(frame)
         if bad:
             engine._count_error("encode", RuntimeError(f"{bad} record(s) could not be encoded"))
-        if isinstance(engine, DeliveryEngine):
-            engine.submit_many(frames)
+        engine.submit_many(frames)
+
+    def _frame_of(
+        self, kind: int, packed: bytes, origin: tuple[str, str | None, str | None] | None
+    ) -> bytes | None:
+        """The frame of a packed record (attributes, newline, line); None if unreadable."""
+        try:
+            attrs, _, line = packed.partition(b"\n")
+            event = orjson.loads(line)
+            record = _Packed(dict(zip(RECORD_ATTRS, orjson.loads(attrs), strict=True)))
+            if not isinstance(event, dict) or kind not in _KINDS:
+                raise ValueError("not a packed record")
+            return self._encode(kind, event, record, origin)
+        except Exception:
+            return None
+
+    def expand(self, item: bytes) -> bytes | None:
+        """Make the frame of a record spooled packed (see :meth:`host_records`).
+
+        The frame says who wrote it (``project``, ``rig_name``, ``comp_id``), not
+        who replays it. Returns None (and counts an error) for an unreadable item.
+        """
+        try:
+            kind = item[len(PACKED_MARK)]
+            origin_json, _, packed = item[len(PACKED_MARK) + 1 :].partition(b"\n")
+            program, rig_name, comp_id = orjson.loads(origin_json)
+            frame = self._frame_of(kind, packed, (str(program), rig_name, comp_id))
+        except Exception:
+            frame = None
+        if frame is None:
+            self.engine._count_error("decode", RuntimeError("a spooled record was unreadable"))
+        return frame
 
     def counters(self) -> dict[str, Any]:
         """The delivery counters: sent, retried, spooled, replayed, rejected, dropped, ..."""

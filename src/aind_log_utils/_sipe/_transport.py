@@ -24,8 +24,10 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Callable
 
 from .._delivery import SendResult, describe_error
+from ._encode import PACKED_MARK
 
 __all__ = ["SipeTransport"]
 
@@ -52,6 +54,8 @@ class SipeTransport:
         self.host = host
         self.port = port
         self.max_batch_bytes = max_batch_bytes
+        #: Turns a spooled packed record into its frame (set by the sink); None: frames only.
+        self.expand: Callable[[bytes], bytes | None] | None = None
         self._lock = threading.Lock()  # guards the fields below against close()
         self._sock: socket.socket | None = None
         self._pid = os.getpid()
@@ -80,6 +84,12 @@ class SipeTransport:
             ``ok`` when every frame was written, else ``retry``.
         """
         deadline = time.monotonic() + timeout_s
+        expand = self.expand
+        if expand is not None and any(item[:2] == PACKED_MARK for item in batch):
+            # Records spooled before they were encoded: frame them now, in order
+            # (the same bytes each time, so a retried batch is recognised).
+            frames = (expand(item) if item[:2] == PACKED_MARK else item for item in batch)
+            batch = [frame for frame in frames if frame is not None]
         if os.getpid() != self._pid:  # forked: the connection is the parent's
             self._forget_parent()
         with self._lock:
