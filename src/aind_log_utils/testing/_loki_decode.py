@@ -21,6 +21,7 @@ from ._loki_model import ParsedStream, PushError, PushValue
 
 __all__ = ["decode_body", "parse_push"]
 
+_INT64_MAX_DIGITS = str(2**63 - 1)
 _INT64_MAX = 2**63 - 1
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
 _TIMESTAMP = re.compile(r"[+-]?[0-9]+\Z")
@@ -123,10 +124,13 @@ def _parse_value(raw: Any) -> PushValue:
     ts, line = raw[0], raw[1]
     if type(ts) is not str:
         raise PushError(400, f"loghttp.Entry.ts: expected a string of Unix nanoseconds, got {ts!r}")
-    # The common case (plain ASCII digits, at most 18: always within int64) without the regex.
-    if not (ts.isascii() and ts.isdigit() and len(ts) <= 18) and (
-        not _TIMESTAMP.match(ts) or abs(int(ts)) > _INT64_MAX
-    ):
+    # The common case (plain ASCII digits within int64: today's timestamps have 19)
+    # without the regex.
+    if not (
+        ts.isascii()
+        and ts.isdigit()
+        and (len(ts) < 19 or (len(ts) == 19 and ts <= _INT64_MAX_DIGITS))
+    ) and (not _TIMESTAMP.match(ts) or abs(int(ts)) > _INT64_MAX):
         raise PushError(400, f"loghttp.Entry.ts: invalid timestamp {ts!r}")
     if not isinstance(line, str):
         raise PushError(400, "loghttp.Entry.line: expected a string")

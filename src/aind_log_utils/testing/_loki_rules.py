@@ -172,24 +172,31 @@ class LokiStore:
             self._streams_per_tenant[tenant_id] += 1
         window_ns = int(self.limits.out_of_order_window_s * NS_PER_S)
         behind: list[str] = []
+        seen, add_seen, store = state.seen, state.seen.add, self.entries.append
+        highest = state.highest_ts
+        duplicates = 0
         for value in non_empty:
-            if state.highest_ts is not None and value.ts_ns < state.highest_ts - window_ns:
-                cutoff = state.highest_ts - window_ns
+            ts_ns, line = value.ts_ns, value.line
+            if highest is not None and ts_ns < highest - window_ns:
+                cutoff = highest - window_ns
                 behind.append(
-                    f"entry with timestamp {format_ts(value.ts_ns)} ignored, reason: 'entry "
-                    f"too far behind, entry timestamp is: {format_ts(value.ts_ns)}, oldest "
+                    f"entry with timestamp {format_ts(ts_ns)} ignored, reason: 'entry "
+                    f"too far behind, entry timestamp is: {format_ts(ts_ns)}, oldest "
                     f"acceptable timestamp is: {format_ts(cutoff)}',"
                 )
                 continue
-            if (value.ts_ns, value.line) in state.seen:
-                self._drop("duplicate", 1)
+            entry_key = (ts_ns, line)
+            if entry_key in seen:
+                duplicates += 1
                 continue
-            state.seen.add((value.ts_ns, value.line))
-            if state.highest_ts is None or value.ts_ns > state.highest_ts:
-                state.highest_ts = value.ts_ns
+            add_seen(entry_key)
+            if highest is None or ts_ns > highest:
+                highest = ts_ns
             # One labels dict per stream and push (validate_stream copied it), shared
             # by its entries: copying it per entry would cost more than the checks.
-            self.entries.append(LokiEntry(labels, value.ts_ns, value.line, value.metadata, tenant))
+            store(LokiEntry(labels, ts_ns, line, value.metadata, tenant))
+        state.highest_ts = highest
+        self._drop("duplicate", duplicates)
         if not behind:
             return None
         self._reject("too_far_behind", len(behind))

@@ -108,10 +108,36 @@ def validate_stream(stream: ParsedStream, limits: LokiLimits, now_ns: int) -> Ch
     refusals: list[Refusal] = []
     oldest = now_ns - int(limits.reject_older_than_s * NS_PER_S)
     newest = now_ns + int(limits.future_grace_s * NS_PER_S)
+    # A quick test passes almost every entry; only those it cannot vouch for get the
+    # exact check. It is conservative: a UTF-8 character is at most 4 bytes.
+    low = oldest if limits.reject_older_than_s else None
+    short_line = limits.max_line_bytes // 4 if limits.max_line_bytes else None
+    meta_ok = limits.structured_metadata
+    max_entries, max_meta = limits.max_metadata_entries, limits.max_metadata_bytes
+    keep = kept.append
     for value in stream.values:
+        ts_ns, meta = value.ts_ns, value.metadata
+        if (
+            (low is None or ts_ns >= low)
+            and ts_ns <= newest
+            and (short_line is None or len(value.line) <= short_line)
+            and (
+                meta is None
+                or (
+                    meta_ok
+                    and (not max_entries or len(meta) <= max_entries)
+                    and (
+                        not max_meta
+                        or 4 * (sum(map(len, meta)) + sum(map(len, meta.values()))) <= max_meta
+                    )
+                )
+            )
+        ):
+            keep(value)
+            continue
         problem = _check_entry(key, value, limits, oldest, newest)
         if problem is None:
-            kept.append(value)
+            keep(value)
         else:
             refusals.append(Refusal(problem[0], 1, problem[1]))
     return CheckedStream(key, labels, kept, refusals)
