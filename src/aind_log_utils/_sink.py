@@ -160,6 +160,22 @@ class EngineSink:
             max_buffer_bytes=int(engine_options.get("max_queue_bytes", 32 * 1024 * 1024)),
         )
 
+    def _hosting_engine(self) -> DeliveryEngine:
+        """The engine that takes the records this sink hosts for a program.
+
+        Only a thread-mode sink (in a sender process, or a program's fallback)
+        hosts records; a process-mode sink hands them to its sender instead.
+
+        Raises:
+            RuntimeError: this sink delivers through a sender process.
+        """
+        from ._delivery import DeliveryEngine
+
+        engine = self.engine
+        if not isinstance(engine, DeliveryEngine):
+            raise RuntimeError(f"{self.name}: only a thread-delivery sink hosts records")
+        return engine
+
     def counters(self) -> dict[str, Any]:
         """The delivery counters: sent, retried, spooled, replayed, rejected, dropped, ..."""
         if self._link is not None:

@@ -5,7 +5,7 @@
 arguments, and the sink is built here with ``delivery="thread"``, so everything
 the sink does (encoding, the delivery engine, retries, the spool) happens in this
 process, on this process's GIL. Each record frame goes to the sink's
-``host_record``; ``flush``, ``stats`` and ``close`` are answered on the reply fd.
+``host_records`` (all those of one read at once); ``flush``, ``stats`` and ``close`` are answered on the reply fd.
 
 When stdin ends (the parent closed it, exited or was killed) the sink is closed
 within its flush timeout: what could not be sent is spooled, then this process
@@ -26,6 +26,7 @@ from typing import Any
 import orjson
 
 from .._diagnostics import diagnose
+from ._segment import write_all
 from ._wire import split_frames
 
 __all__ = ["build_sink", "main"]
@@ -51,9 +52,7 @@ def build_sink(spec: tuple[str, str, tuple[Any, ...], dict[str, Any]]) -> Any:
 
 
 def _reply(fd: int, message: dict[str, Any]) -> None:
-    data = orjson.dumps(message, default=str) + b"\n"
-    while data:
-        data = data[os.write(fd, data) :]
+    write_all(fd, orjson.dumps(message, default=str) + b"\n")
 
 
 def _answer(sink: Any, message: dict[str, Any]) -> tuple[dict[str, Any], bool]:
@@ -84,22 +83,17 @@ def _read_ready() -> bytes:
         return b""
 
 
-def serve(sink: Any, reply_fd: int, data: bytearray, pos: int) -> None:
-    """Feed record frames to ``sink`` and answer control frames until stdin ends."""
-    many = getattr(sink, "host_records", None)
-    if many is None:
-        one = sink.host_record
+def serve(sink: Any, reply_fd: int, data: bytearray) -> None:
+    """Feed record frames to ``sink`` and answer control frames until stdin ends.
 
-        def many(payloads: list[bytes]) -> None:
-            for payload in payloads:
-                one(payload)
-
+    ``data`` holds what was read after the ``start`` frame.
+    """
+    many = sink.host_records
     engine = sink.engine
     engine.buffer_spool_writes()
     while True:
-        frames, pos = split_frames(data, pos)
+        frames, pos = split_frames(data)
         del data[:pos]
-        pos = 0
         records: list[bytes] = []
         for control, payload in frames:
             if not control:
@@ -164,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
                 sink = build_sink(pickle.loads(payload)["spec"])
                 del data[: 4 + len(payload)]
                 _reply(reply_fd, {"id": 0, "ok": True, "ready": True})
-        serve(sink, reply_fd, data, 0)
+        serve(sink, reply_fd, data)
     except _Terminated:
         if sink is not None:
             sink.close()

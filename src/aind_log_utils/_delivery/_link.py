@@ -86,8 +86,9 @@ def _sender_path(package_file: str) -> str:
 
     The program's entries keep their order (the standard library before
     site-packages, as here); the package's root is added when the program
-    imported it from elsewhere. A program that found its modules through ``sys.path`` changes (common in
-    capsules) has the sender import the very same ones.
+    imported it from elsewhere. A program that found its modules through
+    ``sys.path`` changes (common in capsules) has the sender import the very
+    same ones.
     """
     entries = [p for p in sys.path if p and os.path.isdir(p)]
     entries.append(os.path.dirname(os.path.dirname(os.path.abspath(package_file))))
@@ -340,11 +341,15 @@ class ProcessLink:
         diagnose(f"{self.name}:sender", f"{self.name}: {why}; sending from this process")
         self._state = _LOCAL
         self._tick.set()
+        self._buffer_to_local()
+
+    def _buffer_to_local(self) -> int:
+        """Hand the buffered records to the local sink (under the lock); how many."""
         pending, self._buf = self._buf, bytearray()
-        local = self._ensure_local()
-        for control, payload in split_frames(pending)[0]:
-            if not control:
-                local.host_record(payload)
+        records = [payload for control, payload in split_frames(pending)[0] if not control]
+        if records:
+            self._ensure_local().host_records(records)
+        return len(records)
 
     def _ensure_local(self) -> Any:
         if self._local_sink is None:
@@ -360,6 +365,8 @@ class ProcessLink:
         """Hand one packed record (``prefix + payload``) to the sender; never blocks, never raises."""
         try:
             with self._lock:
+                if self._state is _UNSPAWNED:
+                    self._spawn()  # the first record of a forked child
                 if self._state is _LIVE:
                     buf = self._buf
                     if len(buf) < self._max_buffer:
@@ -374,13 +381,8 @@ class ProcessLink:
                     self._dropped["buffer_full_sent_locally"] = (
                         self._dropped.get("buffer_full_sent_locally", 0) + 1
                     )
-                elif self._state is _UNSPAWNED:
-                    self._spawn()
-                    if self._state is _LIVE:
-                        self._buf += _pack_header(len(prefix) + len(payload)) + prefix + payload
-                        return
                 local = self._ensure_local()
-            local.host_record(prefix + payload)
+            local.host_records([prefix + payload])
         except Exception as exc:
             self._count_error("submit", exc)
 
@@ -478,17 +480,15 @@ class ProcessLink:
                 self._state = _CLOSED
                 self._tick.set()
                 self._close_pipe()
-                unsent, self._buf = self._buf, bytearray()
-                records = [p for control, p in split_frames(unsent)[0] if not control]
-                if records:  # the sender never took them: spool them here
+                # What the sender never took is spooled here, by a local sink
+                # built closed.
+                unsent = self._buffer_to_local()
+                if unsent:
                     diagnose(
                         f"{self.name}:close",
-                        f"{self.name}: the sender did not take {len(records)} record(s) in "
+                        f"{self.name}: the sender did not take {unsent} record(s) in "
                         "time; they are spooled for the next start",
                     )
-                    local = self._ensure_local()  # built closed: it spools
-                    for payload in records:
-                        local.host_record(payload)
             proc = self._proc
             if proc is not None:
                 try:

@@ -13,7 +13,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 
-from .._delivery import DeliveryEngine
 from .._sink import EngineSink, SinkHandler, is_internal
 from ._encode import (
     LABEL_FIELDS,
@@ -238,12 +237,16 @@ class LokiSink(EngineSink):
                     line, _WITH_EVENT.pack(1, ts_ns) + orjson.dumps(event, default=str) + b"\n"
                 )
                 return
-            body = line[:-1] if line[-1:] == b"\n" else line
-            if len(body) > self.max_line_bytes:
-                body = truncate_line(event, body, self.max_line_bytes)
-            self.engine.submit(frame_item(self._frame(event), ts_ns, body))
+            self.engine.submit(self._item(event, line, ts_ns))
         except Exception:
             self.engine._count_error("encode", RuntimeError("encoding failed"))
+
+    def _item(self, event: Mapping[str, Any], line: bytes, ts_ns: int) -> bytes:
+        """The engine's item for one record: its frame, time and (truncated) line."""
+        body = line[:-1] if line[-1:] == b"\n" else line
+        if len(body) > self.max_line_bytes:
+            body = truncate_line(event, body, self.max_line_bytes)
+        return frame_item(self._frame(event), ts_ns, body)
 
     def handle_event(
         self, event: Mapping[str, Any], line: bytes, record: logging.LogRecord
@@ -257,10 +260,6 @@ class LokiSink(EngineSink):
         else:
             self.push_event(event, line, created_ns(record.created))
 
-    def host_record(self, payload: bytes) -> None:
-        """In the sender process: encode and queue one record packed by :meth:`handle_event`."""
-        self.host_records([payload])
-
     def host_records(self, payloads: list[bytes]) -> None:
         """In the sender process: encode and queue the records of one read, in order.
 
@@ -271,51 +270,24 @@ class LokiSink(EngineSink):
         its own) the event's JSON and a newline come before the line. The items go
         to the engine in one call: one lock for the whole read.
         """
+        engine = self._hosting_engine()
         items: list[bytes] = []
-        append = items.append
-        unpack = _WITH_EVENT.unpack_from
-        skip = _WITH_EVENT.size
-        loads, dumps = orjson.loads, orjson.dumps
-        frames, frame_of = self._frames, self._frame
-        max_line = self.max_line_bytes
         bad = 0
         for payload in payloads:
             try:
-                flag, ts_ns = unpack(payload)
-                line = payload[skip:]
+                flag, ts_ns = _WITH_EVENT.unpack_from(payload)
+                line = payload[_WITH_EVENT.size :]
                 if flag:
                     event_json, _, line = line.partition(b"\n")
-                    event = loads(event_json)
+                    event = orjson.loads(event_json)
                 else:
-                    event = loads(line)
-                if line[-1:] == b"\n":
-                    line = line[:-1]
-                if len(line) > max_line:
-                    line = truncate_line(event, line, max_line)
-                try:
-                    frame = frames.get(tuple(map(event.get, _FRAME_FIELDS))) or frame_of(event)
-                except TypeError:  # an unhashable value
-                    frame = frame_of(event)
-                append(
-                    b"".join(
-                        (
-                            frame[0],
-                            b'%d",' % ts_ns,
-                            dumps(line.decode("utf-8", "replace")),
-                            frame[1],
-                        )
-                    )
-                )
+                    event = orjson.loads(line)
+                items.append(self._item(event, line, ts_ns))
             except Exception:
                 bad += 1
-        engine = self.engine
         if bad:
             engine._count_error("decode", RuntimeError(f"{bad} record(s) were unreadable"))
-        if isinstance(engine, DeliveryEngine):
-            engine.submit_many(items)
-        else:  # host_records called on a sink in process mode: hand them on
-            for item in payloads:
-                engine.submit(item)
+        engine.submit_many(items)
 
 
 class LokiHandler(SinkHandler):

@@ -14,7 +14,6 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from .._delivery import DeliveryEngine
 from .._sink import EngineSink, SinkHandler, is_internal
 from ._encode import (
     PACKED_MARK,
@@ -251,7 +250,7 @@ class SipeSink(EngineSink):
                 return
             link = self._link
             if link is None:
-                self._enqueue(kind, event, record)
+                self.engine.submit(self._encode(kind, event, record))
                 return
             # Process delivery: the sender encodes; the caller packs what the line
             # lacks (the record's own attributes) in front of the line.
@@ -277,10 +276,6 @@ class SipeSink(EngineSink):
             return _WEBLOG_KIND
         return None
 
-    def _enqueue(self, kind: int, event: Mapping[str, Any], record: Any) -> None:
-        """Encode one record SIPE should see (as ``kind``) and queue its frame."""
-        self.engine.submit(self._encode(kind, event, record))
-
     def _encode(
         self,
         kind: int,
@@ -301,10 +296,6 @@ class SipeSink(EngineSink):
             )  # fmt: skip
         return encoder.encode(event, record, weblog=kind == _WEBLOG_KIND, origin=origin)
 
-    def host_record(self, payload: bytes) -> None:
-        """In the sender process: encode and queue one record packed by :meth:`handle_event`."""
-        self.host_records([payload])
-
     def host_records(self, payloads: list[bytes]) -> None:
         """In the sender process: encode the records of one read and queue them in one call.
 
@@ -313,9 +304,7 @@ class SipeSink(EngineSink):
         when it is sent (by this process or a later one). Encoding each record as it
         comes made the sender slower than the program while the server was away.
         """
-        engine = self.engine
-        if not isinstance(engine, DeliveryEngine):
-            return  # only a sender (thread delivery) hosts records
+        engine = self._hosting_engine()
         if engine._spilling:
             head = PACKED_MARK
             origin = self._origin
