@@ -138,6 +138,7 @@ class EngineSink:
             TypeError: an engine option has the wrong type.
         """
         from ._delivery import DeliveryEngine
+        from ._delivery._engine import OPTION_DEFAULTS
         from ._delivery._link import ProcessLink, process_delivery_supported
 
         if delivery not in DELIVERY_MODES:
@@ -152,12 +153,13 @@ class EngineSink:
             )
             return
         DeliveryEngine.check_options(transport, **engine_options)
+        options = {**OPTION_DEFAULTS, **engine_options}
         self._link = self.engine = ProcessLink(
             self.name,
             spec,
             spool_dir=spool_dir,
-            flush_timeout_s=float(engine_options.get("flush_timeout_s", 10.0)),
-            max_buffer_bytes=int(engine_options.get("max_queue_bytes", 32 * 1024 * 1024)),
+            flush_timeout_s=float(options["flush_timeout_s"]),
+            max_buffer_bytes=int(options["max_queue_bytes"]),
         )
 
     def _hosting_engine(self) -> DeliveryEngine:

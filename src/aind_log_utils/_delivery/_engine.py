@@ -27,63 +27,25 @@ worker thread's side is :mod:`._worker`, the shared state and counters
 
 from __future__ import annotations
 
-import atexit
-import functools
 import inspect
 import os
 import threading
 import time
-import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from .._diagnostics import diagnose
 from . import _spool
+from ._lifecycle import manage, release
 from ._params import check_engine_args, default_spool_dir, float_param, int_param, transport_limit
 from ._transport import DeliveryStats, Transport
 from ._worker import RETRY_AFTER_CAP_S, EngineWorker
 
-__all__ = ["RETRY_AFTER_CAP_S", "DeliveryEngine"]
+__all__ = ["OPTION_DEFAULTS", "RETRY_AFTER_CAP_S", "DeliveryEngine"]
 
 _MIB = 1024 * 1024
-
-_OPTION_NAMES = frozenset(
-    {
-        "max_queue_bytes",
-        "max_queue_records",
-        "max_batch_bytes",
-        "max_batch_records",
-        "batch_wait_s",
-        "retry_start_s",
-        "retry_factor",
-        "retry_max_s",
-        "timeout_s",
-        "flush_timeout_s",
-        "spool_dir",
-        "max_spool_bytes",
-        "spool",
-        "replay_on_start",
-    }
-)
-
-_engines: weakref.WeakSet[DeliveryEngine] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    for engine in list(_engines):
-        engine._reinit_after_fork()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-def _close_at_exit(ref: Callable[[], DeliveryEngine | None]) -> None:
-    engine = ref()
-    if engine is not None:
-        engine.close()
 
 
 class DeliveryEngine(EngineWorker):
@@ -153,10 +115,7 @@ class DeliveryEngine(EngineWorker):
         self._closed = False
         self._init_state()
         self._replay_pending = spool and replay_on_start
-        _engines.add(self)
-        # A weakref, so the hook never keeps a dropped engine alive.
-        self._atexit_hook = functools.partial(_close_at_exit, weakref.ref(self))
-        atexit.register(self._atexit_hook)
+        self._atexit_hook = manage(self)
         with self._lock:
             self._ensure_worker()
 
@@ -201,9 +160,7 @@ class DeliveryEngine(EngineWorker):
         unknown = set(options) - _OPTION_NAMES
         if unknown:
             raise TypeError(f"{sorted(unknown)[0]}: not a delivery option")
-        params = inspect.signature(cls.__init__).parameters
-        defaults = {k: p.default for k, p in params.items() if k in _OPTION_NAMES}
-        cls.__new__(cls)._configure("check", transport, {**defaults, **options})
+        cls.__new__(cls)._configure("check", transport, {**OPTION_DEFAULTS, **options})
 
     def buffer_spool_writes(self) -> None:
         """Spool in 64 KiB writes instead of one per item (a sender process's engine).
@@ -384,7 +341,7 @@ class DeliveryEngine(EngineWorker):
                     self._work.notify_all()
                     self._spool_leftovers()
                     self._spool.retire()
-                atexit.unregister(self._atexit_hook)
+                release(self._atexit_hook)
                 if worker is not None and worker is not threading.current_thread():
                     worker.join(max(0.0, deadline - time.monotonic()))
         except Exception as exc:
@@ -426,3 +383,12 @@ class DeliveryEngine(EngineWorker):
 
     def __repr__(self) -> str:
         return f"<DeliveryEngine {self.name!r} queued={len(self._queue)} closed={self._closed}>"
+
+
+#: The engine's options (its constructor's keyword arguments) and their defaults.
+OPTION_DEFAULTS: dict[str, Any] = {
+    name: param.default
+    for name, param in inspect.signature(DeliveryEngine.__init__).parameters.items()
+    if param.kind is inspect.Parameter.KEYWORD_ONLY
+}
+_OPTION_NAMES = frozenset(OPTION_DEFAULTS)

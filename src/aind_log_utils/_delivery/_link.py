@@ -29,22 +29,19 @@ What this changes for delivery:
 
 from __future__ import annotations
 
-import atexit
-import functools
 import os
 import select
 import subprocess
 import sys
 import threading
 import time
-import weakref
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from .._diagnostics import diagnose
+from ._lifecycle import manage, release
 from ._segment import write_all
 from ._transport import DeliveryStats
 from ._wire import HEADER, control_frame, split_frames
@@ -65,7 +62,6 @@ _F_SETPIPE_SZ = 1031
 _PIPE_BYTES = 1 << 20
 
 _LIVE, _UNSPAWNED, _LOCAL, _CLOSED = "live", "unspawned", "local", "closed"
-_links: weakref.WeakSet[ProcessLink] = weakref.WeakSet()
 _pack_header = HEADER.pack
 _NUMBERS = ("sent", "retried", "spooled", "replayed", "queued", "errors")
 
@@ -94,21 +90,6 @@ def _sender_path(package_file: str) -> str:
     entries.append(os.path.dirname(os.path.dirname(os.path.abspath(package_file))))
     entries += (os.environ.get("PYTHONPATH") or "").split(os.pathsep)
     return os.pathsep.join(dict.fromkeys(p for p in entries if p))
-
-
-def _after_fork_in_child() -> None:
-    for link in list(_links):
-        link._reinit_after_fork()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-def _close_at_exit(ref: Callable[[], ProcessLink | None]) -> None:
-    link = ref()
-    if link is not None:
-        link.close()
 
 
 def merge_counters(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
@@ -158,9 +139,7 @@ class ProcessLink:
         self._closed = False
         self._close_lock = threading.Lock()
         self._init_state()
-        _links.add(self)
-        self._atexit_hook = functools.partial(_close_at_exit, weakref.ref(self))
-        atexit.register(self._atexit_hook)
+        self._atexit_hook = manage(self)
         with self._lock:
             self._spawn()
 
@@ -467,10 +446,7 @@ class ProcessLink:
                 return
             self._closed = True
         timeout = self._flush_timeout_s if timeout_s is None else max(0.0, float(timeout_s))
-        try:
-            atexit.unregister(self._atexit_hook)
-        except Exception:
-            pass
+        release(self._atexit_hook)
         if self._state is _LIVE:
             deadline = time.monotonic() + timeout + _GRACE_S
             reply = self._request("close", timeout + _GRACE_S, timeout=timeout)
