@@ -29,6 +29,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from .._fsync import fsync_path
 from ._segment import MAGIC, ZMAGIC, SegmentName, parse_frames, write_all
 
 __all__ = ["LEVEL", "TMP_SUFFIX", "Compressed", "commit", "compress_segment", "discard"]
@@ -105,19 +106,6 @@ def compress_segment(raw: Path) -> Compressed | None:
     return Compressed(raw, tmp, target, len(data), len(blob))
 
 
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # Windows: directories cannot be opened; renames are durable there
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def commit(copy: Compressed) -> None:
     """Put the compressed copy in the raw segment's place: rename it, delete the raw one.
 
@@ -130,7 +118,7 @@ def commit(copy: Compressed) -> None:
     """
     try:
         os.replace(copy.tmp, copy.target)
-        _fsync_dir(copy.target.parent)  # the copy is durable before the raw one goes
+        fsync_path(copy.target.parent, os.O_RDONLY)  # the copy is durable before the raw one goes
         os.unlink(copy.raw)
     except OSError:
         discard(copy)

@@ -23,6 +23,7 @@ from collections import deque
 from pathlib import Path
 
 from .._diagnostics import diagnose
+from .._fsync import fsync_path
 from ._claims import FOREIGN_HOST_STALE_S, claim_orphans, live_tokens, split_name
 from ._compress import Compressed, commit, discard
 from ._segment import (
@@ -80,16 +81,7 @@ def sync_files(paths: list[Path]) -> None:
         paths: the segments.
     """
     for path in paths:
-        try:
-            fd = os.open(path, os.O_RDWR | getattr(os, "O_BINARY", 0))
-        except OSError:
-            continue
-        try:
-            os.fsync(fd)
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
+        fsync_path(path, os.O_RDWR | getattr(os, "O_BINARY", 0))
 
 
 def _host_id() -> str:
@@ -141,11 +133,9 @@ class Spool:
             if self.writer.size >= self.segment_bytes:
                 # No fsync here: append runs on the caller's thread, and an fsync can
                 # take as long as the disk likes. The worker syncs it (sync_closed).
-                path = self.writer.rotate(fsync=False)
+                path = self.rotate(fsync=False)
                 if path is not None:
-                    self.own.append(path)
                     self._unsynced.append(path)
-                    self._usage.forget()  # rescan: other processes write here too
             need = len(item) + FRAME_OVERHEAD + (0 if self.writer.path else len(MAGIC))
             if not self._usage.fits(need, self.max_bytes):
                 return "spool_full"
@@ -158,16 +148,20 @@ class Spool:
             )
             return "spool_error"
 
-    def rotate(self, *, fsync: bool) -> None:
+    def rotate(self, *, fsync: bool) -> Path | None:
         """Close the open segment and queue it for replay by this writer.
 
         Args:
             fsync: fsync it first.
+
+        Returns:
+            The closed segment, or None when none was open.
         """
         path = self.writer.rotate(fsync=fsync)
         if path is not None:
             self.own.append(path)
             self._usage.forget()  # rescan: other processes write here too
+        return path
 
     def take_unsynced(self) -> list[Path]:
         """Return (and forget) the segments :meth:`append` closed without an fsync.

@@ -90,13 +90,11 @@ class EngineWorker(EngineState):
     def _take_batch(self) -> list[bytes]:
         queue = self._queue
         # How many items fit: sizes summed in C, the first item alone if it is too big.
-        count = bisect_right(
-            list(accumulate(map(len, islice(queue, self._max_batch_records)))),
-            self._max_batch_bytes,
-        )
+        sizes = list(accumulate(map(len, islice(queue, self._max_batch_records))))
+        count = bisect_right(sizes, self._max_batch_bytes)
         popleft = queue.popleft
         batch = [popleft() for _ in range(count or 1)]
-        self._queue_bytes -= sum(map(len, batch))
+        self._queue_bytes -= sizes[count - 1] if count else sizes[0]
         self._inflight, self._inflight_done, self._inflight_seq = batch, 0, self._head_seq
         self._head_seq += len(batch)
         if queue:

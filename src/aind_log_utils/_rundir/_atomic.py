@@ -20,6 +20,7 @@ from typing import IO, Any
 
 from filelock import FileLock
 
+from .._fsync import fsync_path
 from ._convert import to_plain
 
 __all__ = [
@@ -39,18 +40,8 @@ LOCK_NAME = ".aind-run.lock"
 
 def _fsync_dir(directory: Path) -> None:
     # Makes the rename itself durable; not possible (nor needed) on Windows.
-    if os.name != "posix":
-        return
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    if os.name == "posix":
+        fsync_path(directory, os.O_RDONLY)
 
 
 def atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> None:

@@ -1,0 +1,28 @@
+"""Best-effort fsync of a file or directory by path, shared by the spool and run directories."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__all__ = ["fsync_path"]
+
+
+def fsync_path(path: Path, flags: int) -> None:
+    """Open ``path`` with ``flags``, fsync it and close it; best effort, never raises.
+
+    Args:
+        path: a file (``os.O_RDWR``) or a directory (``os.O_RDONLY``; Windows
+            cannot open one, and its renames are durable anyway).
+        flags: the ``os.open`` flags.
+    """
+    try:
+        fd = os.open(path, flags)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
