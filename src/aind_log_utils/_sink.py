@@ -162,11 +162,12 @@ class EngineSink:
             max_buffer_bytes=int(options["max_queue_bytes"]),
         )
 
-    def _hosting_engine(self) -> DeliveryEngine:
-        """The engine that takes the records this sink hosts for a program.
+    def _thread_engine(self) -> DeliveryEngine:
+        """This sink's own engine (thread delivery).
 
         Only a thread-mode sink (in a sender process, or a program's fallback)
-        hosts records; a process-mode sink hands them to its sender instead.
+        hosts records and counts them itself; a process-mode sink hands records
+        to its sender, and asks it for the counts.
 
         Raises:
             RuntimeError: this sink delivers through a sender process.
@@ -175,14 +176,14 @@ class EngineSink:
 
         engine = self.engine
         if not isinstance(engine, DeliveryEngine):
-            raise RuntimeError(f"{self.name}: only a thread-delivery sink hosts records")
+            raise RuntimeError(f"{self.name}: delivers through a sender process")
         return engine
 
     def counters(self) -> dict[str, Any]:
         """The delivery counters: sent, retried, spooled, replayed, rejected, dropped, ..."""
         if self._link is not None:
             return self._link.counters()
-        stats = self.engine.stats()
+        stats = self._thread_engine().stats()
         return {
             "sent": stats.sent,
             "retried": stats.retried,

@@ -43,7 +43,6 @@ import orjson
 from .._diagnostics import diagnose
 from ._lifecycle import manage, release
 from ._segment import write_all
-from ._transport import DeliveryStats
 from ._wire import HEADER, control_frame, split_frames
 
 __all__ = ["WRITE_AT_BYTES", "WRITE_EVERY_S", "ProcessLink", "process_delivery_supported"]
@@ -63,7 +62,6 @@ _PIPE_BYTES = 1 << 20
 
 _LIVE, _UNSPAWNED, _LOCAL, _CLOSED = "live", "unspawned", "local", "closed"
 _pack_header = HEADER.pack
-_NUMBERS = ("sent", "retried", "spooled", "replayed", "queued", "errors")
 
 
 def process_delivery_supported() -> bool:
@@ -429,15 +427,6 @@ class ProcessLink:
         if self._local_sink is not None:
             out = merge_counters(out, self._local_sink.counters())
         return out
-
-    def stats(self) -> DeliveryStats:
-        """The counters as :class:`DeliveryStats`."""
-        c = self.counters()
-        return DeliveryStats(
-            **{k: int(c.get(k, 0)) for k in _NUMBERS},
-            rejected=dict(c.get("rejected") or {}),
-            dropped={k: v for k, v in (c.get("dropped") or {}).items() if v},
-        )
 
     def close(self, timeout_s: float | None = None) -> None:
         """Flush within ``timeout_s``, let the sender spool the rest and exit; idempotent."""

@@ -270,7 +270,7 @@ class LokiSink(EngineSink):
         its own) the event's JSON and a newline come before the line. The items go
         to the engine in one call: one lock for the whole read.
         """
-        engine = self._hosting_engine()
+        engine = self._thread_engine()
         items: list[bytes] = []
         bad = 0
         for payload in payloads:

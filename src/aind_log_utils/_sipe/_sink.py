@@ -304,7 +304,7 @@ class SipeSink(EngineSink):
         when it is sent (by this process or a later one). Encoding each record as it
         comes made the sender slower than the program while the server was away.
         """
-        engine = self._hosting_engine()
+        engine = self._thread_engine()
         if engine._spilling:
             head = PACKED_MARK
             origin = self._origin

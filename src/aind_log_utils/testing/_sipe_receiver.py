@@ -297,7 +297,7 @@ class SipeReceiver:
                     if len(buffer) - pos - 4 < size:
                         break
                     if self._mode != "ok" or conn.crashed:
-                        self._flush(conn, batch)  # what came before waits for nothing
+                        self._flush(batch)  # what came before waits for nothing
                         if not self._throttle(conn):
                             return
                     elif stopped():
@@ -305,7 +305,7 @@ class SipeReceiver:
                     self._decode(buffer[pos + 4 : pos + 4 + size], batch)
                     pos += 4 + size
                 del buffer[:pos]
-                self._flush(conn, batch)
+                self._flush(batch)
                 chunk = self._recv(conn)
                 if chunk is None:
                     if buffer:
@@ -316,7 +316,7 @@ class SipeReceiver:
             with self._cond:
                 self.errors.append(exc)
         finally:
-            self._flush(conn, batch)
+            self._flush(batch)
             with self._cond:
                 self._connections.discard(conn)
                 self._cond.notify_all()
@@ -373,7 +373,7 @@ class SipeReceiver:
             return
         batch.dicts.append(obj)
 
-    def _flush(self, conn: _Connection, batch: _Batch) -> None:
+    def _flush(self, batch: _Batch) -> None:
         """Store what ``batch`` holds (frames decoded before any reset was noticed)."""
         if not (batch.dicts or batch.frames or batch.refused or batch.invalid):
             return
