@@ -135,9 +135,9 @@ def test_a_quiet_programs_last_record_goes_without_a_flush(
         start = time.monotonic()
         sink.push_event({"level": "INFO"}, b'{"level":"INFO","message":"alone"}', time.time_ns())
         assert receiver.wait_for(1, 10)
-        assert time.monotonic() - start < 10
+        # the sender's start, one write tick and one batch wait, with room for a slow CI
+        assert time.monotonic() - start < 5 + WRITE_EVERY_S
         assert receiver.lines() == ['{"level":"INFO","message":"alone"}']
-        assert WRITE_EVERY_S <= 0.1
     finally:
         sink.close()
 
