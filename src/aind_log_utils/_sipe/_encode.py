@@ -22,7 +22,7 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -316,10 +316,55 @@ class SipeEncoder:
         Returns:
             The frame: length + pickle.
         """
-        if _PLAIN.issuperset(map(type, event.values())):
-            payload = event.copy() if type(event) is dict else dict(event)
-        else:
-            payload = {k: plain(v) for k, v in event.items()}
+        try:
+            values = _get_record_attrs(record.__dict__)
+        except KeyError:  # a record built by hand, without some attribute
+            values = [plain(getattr(record, name, None)) for name in RECORD_ATTRS]
+        payload = event.copy() if type(event) is dict else dict(event)
+        if not self._event_attrs <= payload.keys():  # an event not made by the renderer
+            for name in _FROM_EVENT:
+                payload.setdefault(name, getattr(record, name, None))
+        return self.encode_owned(
+            payload, values, message=message, levelno=levelno, levelname=levelname,
+            weblog=weblog, origin=origin, stack_trace=event.get("stack_trace"),
+            stack_info=event.get("stack_info"),
+        )  # fmt: skip
+
+    def encode_owned(
+        self,
+        payload: dict[str, Any],
+        values: Sequence[Any],
+        *,
+        message: str | None = None,
+        levelno: int | None = None,
+        levelname: str | None = None,
+        weblog: bool = False,
+        origin: tuple[str, str | None, str | None] | None = None,
+        stack_trace: Any = None,
+        stack_info: Any = None,
+    ) -> bytes:
+        """Build the frame of one record from an event this call may change.
+
+        The sender process reads each record back from its line and the packed
+        attributes, so it has a dict of its own to fill: no copy of the event and
+        no record object (:meth:`encode` is the same for a live record).
+
+        Args:
+            payload: the redacted event; it becomes the frame's dict.
+            values: the record's :data:`RECORD_ATTRS`, in that order.
+            stack_trace: the event's redacted traceback (``exc_text``).
+            stack_info: the event's redacted stack (``stack_info``).
+            message: as :meth:`encode`.
+            levelno: as :meth:`encode`.
+            levelname: as :meth:`encode`.
+            weblog: as :meth:`encode`.
+            origin: as :meth:`encode`.
+
+        Returns:
+            The frame: length + pickle.
+        """
+        if not _PLAIN.issuperset(map(type, payload.values())):
+            payload = {k: plain(v) for k, v in payload.items()}
         if not self._default_keys <= payload.keys():  # a hand-made event
             payload = {**self._defaults, **payload}
         rig_id, version = payload["rig_id"], payload["software_version"]
@@ -332,18 +377,14 @@ class SipeEncoder:
             payload.update(self._sipe_attrs)
         else:  # bound context or extra= changed them for this record
             payload.update(self._sipe_attributes(rig_id, version))
-        record_dict = record.__dict__
-        try:
-            payload.update(zip(RECORD_ATTRS, _get_record_attrs(record_dict), strict=False))
-        except KeyError:  # a record built by hand, without some attribute
-            payload.update((name, plain(getattr(record, name, None))) for name in RECORD_ATTRS)
-        if not self._event_attrs <= payload.keys():  # an event not made by the renderer
+        payload.update(zip(RECORD_ATTRS, values, strict=True))
+        if not self._event_attrs <= payload.keys():  # a line not made by the renderer
             for name in _FROM_EVENT:
-                payload.setdefault(name, plain(getattr(record, name, None)))
+                payload.setdefault(name, None)
         payload["msg"] = payload.pop("message", "") if message is None else message
         payload["args"] = None
-        payload["exc_text"] = event.get("stack_trace")
-        payload["stack_info"] = event.get("stack_info")
+        payload["exc_text"] = plain(stack_trace)
+        payload["stack_info"] = plain(stack_info)
         if levelno is not None:
             payload["levelno"] = levelno
             payload["levelname"] = levelname

@@ -45,13 +45,6 @@ def _pack_attrs(values: Any) -> bytes:
     return orjson.dumps(values, default=str)
 
 
-class _Packed:
-    """A record rebuilt in the sender from the attributes the caller packed."""
-
-    def __init__(self, attrs: dict[str, Any]) -> None:
-        self.__dict__.update(attrs)
-
-
 def parse_sipe_url(url: str) -> tuple[str, int]:
     """Read the server's host and port from ``http://host:port``, ``tcp://...`` or ``host:port``.
 
@@ -276,25 +269,20 @@ class SipeSink(EngineSink):
             return _WEBLOG_KIND
         return None
 
-    def _encode(
-        self,
-        kind: int,
-        event: Mapping[str, Any],
-        record: Any,
-        origin: tuple[str, str | None, str | None] | None = None,
-    ) -> bytes:
-        """The frame of one record SIPE should see, as ``kind`` (written by ``origin``)."""
-        encoder = self._encoder
+    def _encode(self, kind: int, event: Mapping[str, Any], record: logging.LogRecord) -> bytes:
+        """The frame of one live record SIPE should see, as ``kind``."""
         if kind == _START_STOP_KIND:
-            action = _start_or_stop(event) or "Start"
-            message = start_stop_message(
-                action, event.get("log_session") or encoder.log_session, encoder.user(event)
-            )
-            return encoder.encode(
-                event, record, message=message, levelno=START_STOP,
-                levelname=_START_STOP_NAME, origin=origin,
-            )  # fmt: skip
-        return encoder.encode(event, record, weblog=kind == _WEBLOG_KIND, origin=origin)
+            return self._encoder.encode(event, record, **self._start_stop(event))
+        return self._encoder.encode(event, record, weblog=kind == _WEBLOG_KIND)
+
+    def _start_stop(self, event: Mapping[str, Any]) -> dict[str, Any]:
+        """How a start or stop line differs from the record it comes from."""
+        encoder = self._encoder
+        action = _start_or_stop(event) or "Start"
+        message = start_stop_message(
+            action, event.get("log_session") or encoder.log_session, encoder.user(event)
+        )
+        return {"message": message, "levelno": START_STOP, "levelname": _START_STOP_NAME}
 
     def host_records(self, payloads: list[bytes]) -> None:
         """In the sender process: encode the records of one read and queue them in one call.
@@ -329,10 +317,17 @@ class SipeSink(EngineSink):
         try:
             attrs, _, line = packed.partition(b"\n")
             event = orjson.loads(line)
-            record = _Packed(dict(zip(RECORD_ATTRS, orjson.loads(attrs), strict=True)))
-            if not isinstance(event, dict) or kind not in _KINDS:
+            values = orjson.loads(attrs)
+            if type(event) is not dict or type(values) is not list or kind not in _KINDS:
                 raise ValueError("not a packed record")
-            return self._encode(kind, event, record, origin)
+            # The event read back is this call's own: it becomes the frame's dict.
+            trace, stack = event.get("stack_trace"), event.get("stack_info")
+            encode = self._encoder.encode_owned
+            if kind == _START_STOP_KIND:
+                return encode(event, values, origin=origin, stack_trace=trace,
+                              stack_info=stack, **self._start_stop(event))  # fmt: skip
+            return encode(event, values, weblog=kind == _WEBLOG_KIND, origin=origin,
+                          stack_trace=trace, stack_info=stack)  # fmt: skip
         except Exception:
             return None
 
