@@ -16,7 +16,11 @@ from typing import Any
 
 import pytest
 import requests
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from aind_log_utils.testing._loki_decode import _parse_value, _parse_values
+from aind_log_utils.testing._loki_model import PushError, PushValue
 from aind_log_utils.testing._loki_receiver import LokiReceiver
 
 JSON = {"Content-Type": "application/json"}
@@ -727,3 +731,46 @@ def test_bad_failure_injection_raises_value_error(loki: LokiReceiver) -> None:
         loki.fail_next(1, status=200)
     with pytest.raises(ValueError, match="mode"):
         loki.set_mode("broken")  # type: ignore[arg-type]
+
+
+_TS_TEXT = st.one_of(
+    st.integers(min_value=-(2**64), max_value=2**64).map(str),
+    st.sampled_from(["9223372036854775807", "9223372036854775808", "0", "", "+5", "-0",
+                     "\uff11\uff12", "\u00b2", "1e9", " 1", "00000000000000000001"]),
+    st.text(max_size=20),
+)  # fmt: skip
+_JSONISH = st.one_of(st.none(), st.integers(), st.text(max_size=5), st.booleans())
+_ENTRY = st.one_of(
+    st.lists(
+        st.one_of(
+            _TS_TEXT,
+            st.text(max_size=10),
+            st.dictionaries(st.text(max_size=4), st.one_of(st.text(max_size=4), _JSONISH)),
+            _JSONISH,
+        ),
+        max_size=4,
+    ),
+    st.tuples(_TS_TEXT, st.text(max_size=10)).map(list),
+    st.tuples(
+        _TS_TEXT, st.text(max_size=10), st.dictionaries(st.text(max_size=4), st.text(max_size=4))
+    ).map(list),
+    _JSONISH,
+)
+
+
+@given(st.lists(_ENTRY, max_size=6))
+@settings(max_examples=400, deadline=None)
+def test_the_quick_entry_parse_agrees_with_the_exact_one(raws: list[Any]) -> None:
+    # parse_push takes most entries through a quick path; whatever it accepts or
+    # refuses must be exactly what the entry-by-entry checks accept or refuse.
+    try:
+        expected: list[Any] | str = [_parse_value(raw) for raw in raws]
+    except PushError as exc:
+        expected = exc.message
+    try:
+        got: list[Any] | str = _parse_values(raws)
+    except PushError as exc:
+        got = exc.message
+    assert got == expected
+    if isinstance(got, list):
+        assert all(type(v) is PushValue for v in got)

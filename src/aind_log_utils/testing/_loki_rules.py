@@ -173,6 +173,7 @@ class LokiStore:
         window_ns = int(self.limits.out_of_order_window_s * NS_PER_S)
         behind: list[str] = []
         seen, add_seen, store = state.seen, state.seen.add, self.entries.append
+        make = tuple.__new__  # a NamedTuple's own __new__ is a Python call per entry
         highest = state.highest_ts
         duplicates = 0
         for value in non_empty:
@@ -194,7 +195,7 @@ class LokiStore:
                 highest = ts_ns
             # One labels dict per stream and push (validate_stream copied it), shared
             # by its entries: copying it per entry would cost more than the checks.
-            store(LokiEntry(labels, ts_ns, line, value.metadata, tenant))
+            store(make(LokiEntry, (labels, ts_ns, line, value.metadata, tenant)))
         state.highest_ts = highest
         self._drop("duplicate", duplicates)
         if not behind:
