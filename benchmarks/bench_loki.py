@@ -384,6 +384,11 @@ def worker_burst(n: int, url: str, spool: str, *, close: bool, start_log: bool) 
     if close:
         session.close(timeout_s=60)
         _say("closed", repr(time.monotonic()))
+        # This process's CPU, and its reaped children's (the sender process, waited
+        # for by close()): how a line's work divides between the two.
+        times = os.times()
+        _say("cpu", repr(times.user + times.system),
+             repr(times.children_user + times.children_system))  # fmt: skip
 
 
 def worker_outage(variant: str, url: str, spool: str, rate: int, log_s: float) -> None:
@@ -623,11 +628,14 @@ class Bench:
         self.rx.ask("clear")
         spool = self.spool()
         params = {"n": n, "url": self.rx.url, "spool": spool, "close": True, "start_log": False}
+        rx_cpu = sum(self.rx.ps.cpu_times()[:2])
         child = Child.start("burst", params, name="throughput")
         t0 = float(child.expect("t0")[0])
         word, reached, stored = self.rx.wait(n, 180.0)
+        rx_cpu = sum(self.rx.ps.cpu_times()[:2]) - rx_cpu
         last = float(child.expect("last")[0])
         closed = float(child.expect("closed")[0])
+        program_cpu, sender_cpu = (float(x) for x in child.expect("cpu"))
         child.finish()
         st = self.rx.stats()
         rate = n / (reached - t0) if word == "ok" else float("nan")
@@ -646,6 +654,13 @@ class Bench:
             f"refused by the receiver {st['rejected'] or 'none'}"
         )
         print(f"  sink counters: {sink}")
+        split = {"program": program_cpu / n * 1e6, "sender": sender_cpu / n * 1e6,
+                 "receiver": rx_cpu / n * 1e6}  # fmt: skip
+        print(
+            f"  CPU per line (start-up included): program {split['program']:.1f} us, sender "
+            f"process {split['sender']:.1f} us, receiver {split['receiver']:.1f} us; "
+            f"{sum(split.values()):.1f} us on {os.cpu_count()} CPUs"
+        )
         if not self.args.smoke:
             print(f"  target >= 50,000 lines/s: {'met' if rate >= 50_000 else 'MISSED'}")
         self.figures["throughput"] = {
@@ -653,6 +668,7 @@ class Bench:
             "lines_per_s": rate,
             "caller_lines_per_s": n / (last - t0),
             "close_s": closed - last,
+            "cpu_per_line_us": split,
             "line_bytes": st["line_bytes"],
             "pushes": st["requests"],
             "sink": sink,
