@@ -136,6 +136,9 @@ class ProcessLink:
         self._final: dict[str, Any] = {}
         self._closed = False
         self._close_lock = threading.Lock()
+        #: Changes whenever another process (a new sender, or this one) starts
+        #: receiving: what the sink told the one before, this one does not know.
+        self.generation = 0
         self._init_state()
         self._atexit_hook = manage(self)
         with self._lock:
@@ -189,6 +192,7 @@ class ProcessLink:
         """Start the sender (under the lock); on failure, run the sink locally."""
         import aind_log_utils
 
+        self.generation += 1
         reply_r, reply_w = os.pipe()
         try:
             env = {**os.environ, "PYTHONPATH": _sender_path(aind_log_utils.__file__)}
@@ -316,6 +320,7 @@ class ProcessLink:
     def _lost_sender(self, why: str) -> None:
         """The sender is gone (under the lock): what is buffered goes to a local sink."""
         diagnose(f"{self.name}:sender", f"{self.name}: {why}; sending from this process")
+        self.generation += 1
         self._state = _LOCAL
         self._tick.set()
         self._buffer_to_local()

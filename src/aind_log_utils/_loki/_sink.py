@@ -26,6 +26,7 @@ from ._encode import (
     truncate_line,
     validate_labels,
 )
+from ._hint import FLAG_DEFINE, FLAG_HINTED, HINTED, FrameIds, FrameTable, definition
 from ._transport import LokiTransport
 
 __all__ = ["LokiHandler", "LokiSink", "loki_spool_dir", "normalize_push_url"]
@@ -198,6 +199,8 @@ class LokiSink(EngineSink):
             {"max_batch_bytes": max_batch, **engine_options},
         )
         self._frames: dict[tuple[Any, ...], tuple[bytes, bytes]] = {}
+        self._frame_ids = FrameIds(_FRAME_FIELDS)  # the program's side (process delivery)
+        self._defined = FrameTable()  # the sender's side
 
     def __repr__(self) -> str:
         return f"<LokiSink {self.push_url} program={self.program!r}>"
@@ -255,26 +258,72 @@ class LokiSink(EngineSink):
         if is_internal(record):
             return  # requests/urllib3 logging from our own worker: never loop back
         link = self._link
-        if link is not None:  # the caller's whole share: 8 bytes of time and the line
-            link.submit(line, _WITH_EVENT.pack(0, created_ns(record.created)))
-        else:
+        if link is None:
             self.push_event(event, line, created_ns(record.created))
+            return
+        # The caller's whole share: the line, its time and the id of its frame.
+        frame_id = self._frame_ids.lookup(event, link.generation)
+        if frame_id is None:
+            frame_id = self._new_frame_id(event, link)
+        if frame_id:
+            link.submit(line, HINTED.pack(FLAG_HINTED, created_ns(record.created), frame_id))
+        else:
+            link.submit(line, _WITH_EVENT.pack(0, created_ns(record.created)))
+
+    def _new_frame_id(self, event: Mapping[str, Any], link: Any) -> int:
+        """The id of a frame the quick lookup did not find (defined to the sender if new).
+
+        Returns 0 when the frame gets no id: the sender then reads the line back.
+        """
+        try:
+            assigned = self._frame_ids.assign(event)
+            if assigned is None:
+                return 0
+            frame_id, new = assigned
+            if new:  # the definition goes ahead of every record that names it
+                prefix, payload = definition(frame_id, self._frame(event))
+                link.submit(payload, prefix)
+            return frame_id
+        except Exception:
+            return 0
 
     def host_records(self, payloads: list[bytes]) -> None:
         """In the sender process: encode and queue the records of one read, in order.
 
-        Each payload is a flag, the entry's time (8 bytes) and the JSON line. With
-        flag 0 (every record a session renders) the event is read back from the
-        line, which holds every field the labels, the structured metadata and a
-        truncation need; with flag 1 (:meth:`push_event` called with an event of
-        its own) the event's JSON and a newline come before the line. The items go
-        to the engine in one call: one lock for the whole read.
+        Each payload is a flag, the entry's time (8 bytes) and the JSON line:
+
+        - flag 2: a frame id follows the time (see :mod:`._hint`); the entry is
+          made from the frame the program defined for it, without reading the
+          line, unless the id is unknown here or the line must be truncated;
+        - flag 3: no record, the definition of a frame id;
+        - flag 0: the event is read back from the line, which holds every field
+          the labels, the structured metadata and a truncation need;
+        - flag 1 (:meth:`push_event` called with an event of its own): the
+          event's JSON and a newline come before the line.
+
+        The items go to the engine in one call: one lock for the whole read.
         """
         engine = self._thread_engine()
         items: list[bytes] = []
         bad = 0
+        frames = self._defined
+        max_line = self.max_line_bytes
         for payload in payloads:
             try:
+                if payload[0] >= FLAG_HINTED:
+                    flag, ts_ns, frame_id = HINTED.unpack_from(payload)
+                    line = payload[HINTED.size :]
+                    if flag == FLAG_DEFINE:
+                        frames.define(frame_id, line)
+                        continue
+                    frame = frames.get(frame_id)
+                    if frame is not None:
+                        body = line[:-1] if line[-1:] == b"\n" else line
+                        if len(body) <= max_line:
+                            items.append(frame_item(frame, ts_ns, body))
+                            continue
+                    items.append(self._item(orjson.loads(line), line, ts_ns))  # read back
+                    continue
                 flag, ts_ns = _WITH_EVENT.unpack_from(payload)
                 line = payload[_WITH_EVENT.size :]
                 if flag:

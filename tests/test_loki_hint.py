@@ -1,0 +1,221 @@
+"""Frame ids: the program names each entry's labels and metadata; the sender trusts only what it was told.
+
+Unit tests of the two sides (:class:`FrameIds`, :class:`FrameTable`), then the
+sender's handling of hinted records against a real Loki receiver, then whole
+programs through a real sender process compared with thread delivery.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from aind_log_utils import log_context, setup_logging
+from aind_log_utils._loki import LokiSink
+from aind_log_utils._loki._encode import created_ns
+from aind_log_utils._loki._hint import (
+    FLAG_HINTED,
+    HINTED,
+    FrameIds,
+    FrameTable,
+    definition,
+)
+from aind_log_utils._loki._sink import _WITH_EVENT
+from aind_log_utils.testing import LokiReceiver
+
+FIELDS = ("level", "subject_id", "event_type")
+FAST: dict[str, Any] = {"batch_wait_s": 0.02, "retry_start_s": 0.05, "retry_max_s": 0.5}
+
+
+@pytest.fixture
+def receiver() -> Iterator[LokiReceiver]:
+    with LokiReceiver(rate_limit_bytes_s=None, discover_service_name=False) as server:
+        yield server
+
+
+def frame_id(ids: FrameIds, event: dict[str, Any], generation: int = 1) -> int | None:
+    """What the sink does: the quick lookup, else the slow path."""
+    found = ids.lookup(event, generation)
+    if found is not None:
+        return found
+    assigned = ids.assign(event)
+    return None if assigned is None else assigned[0]
+
+
+# -- the program's side --------------------------------------------------------------
+
+
+def test_one_frame_one_id_and_the_quick_lookup_finds_it() -> None:
+    ids = FrameIds(FIELDS)
+    event = {"level": "INFO", "subject_id": "1", "message": "a"}
+    first = frame_id(ids, event)
+    assert first is not None
+    assert ids.lookup({**event, "message": "b", "other": 5}, 1) == first  # same frame fields
+    assert ids.assign(event) == (first, False)
+
+
+def test_other_values_or_other_fields_get_other_ids() -> None:
+    ids = FrameIds(FIELDS)
+    base = {"level": "INFO", "subject_id": "1"}
+    seen = {
+        frame_id(ids, base),
+        frame_id(ids, {**base, "level": "ERROR"}),
+        frame_id(ids, {**base, "subject_id": "2"}),
+        frame_id(ids, {**base, "event_type": "stage_start"}),  # one more field
+        frame_id(ids, {"level": "INFO"}),  # one field fewer
+        frame_id(ids, {}),
+    }
+    assert None not in seen and len(seen) == 6
+    # back to the first shape: the same id as before, not a new one
+    assert frame_id(ids, dict(base)) == frame_id(ids, {**base, "message": "x"})
+
+
+def test_a_field_the_shape_lacks_is_never_missed() -> None:
+    ids = FrameIds(FIELDS)
+    plain = frame_id(ids, {"level": "INFO", "subject_id": "1"})
+    assert ids.lookup({"level": "INFO", "subject_id": "1", "event_type": "x"}, 1) is None
+    assert frame_id(ids, {"level": "INFO", "subject_id": "1", "event_type": "x"}) != plain
+
+
+def test_unhashable_values_get_no_id() -> None:
+    ids = FrameIds(FIELDS)
+    assert frame_id(ids, {"level": "INFO", "subject_id": ["a"]}) is None
+    assert frame_id(ids, {"level": "INFO", "subject_id": "1"}) is not None
+
+
+def test_a_new_generation_forgets_every_id_and_never_reuses_one() -> None:
+    ids = FrameIds(FIELDS)
+    event = {"level": "INFO"}
+    before = frame_id(ids, event, generation=1)
+    assert ids.lookup(event, 2) is None  # a new sender knows none of them
+    after = frame_id(ids, event, generation=2)
+    assert before is not None and after is not None and after != before
+
+
+def test_ids_stay_unique_past_the_bound() -> None:
+    ids = FrameIds(FIELDS)
+    got = [frame_id(ids, {"level": "INFO", "subject_id": str(i)}) for i in range(3000)]
+    assert len(set(got)) == 3000
+
+
+# -- the sender's side ---------------------------------------------------------------
+
+
+def test_frame_table_reads_back_a_definition_and_refuses_a_short_one() -> None:
+    table = FrameTable()
+    prefix, payload = definition(7, (b'{"a":"b"}\n["', b',{"m":"1"}]'))
+    assert HINTED.unpack_from(prefix)[::2] == (3, 7)
+    table.define(7, payload)
+    assert table.get(7) == (b'{"a":"b"}\n["', b',{"m":"1"}]')
+    assert table.get(8) is None
+    for bad in (b"", b"\x00\x00\x00\x09short"):
+        with pytest.raises(ValueError):
+            table.define(9, bad)
+
+
+def line_of(event: dict[str, Any]) -> bytes:
+    return orjson.dumps(event) + b"\n"
+
+
+def test_hinted_records_become_the_entries_of_read_back_ones(
+    receiver: LokiReceiver, tmp_path: Path
+) -> None:
+    sink = LokiSink(receiver.url, program="hint", spool_dir=tmp_path / "s", delivery="thread",
+                    max_line_bytes=2048, **FAST)  # fmt: skip
+    try:
+        now = created_ns(time.time())
+        event = {"timestamp": "2026-12-01T08:00:00.000000Z", "level": "INFO",
+                 "subject_id": "123456", "message": "m", "logger": "x"}  # fmt: skip
+        frame = sink._frame(event)
+        prefix, payload = definition(5, frame)
+        long_event = {**event, "message": "y" * 5000}
+        hinted = [
+            prefix + payload,
+            HINTED.pack(FLAG_HINTED, now + 1, 5) + line_of({**event, "message": "hinted"}),
+            HINTED.pack(FLAG_HINTED, now + 2, 6) + line_of({**event, "message": "unknown id"}),
+            HINTED.pack(FLAG_HINTED, now + 3, 5) + line_of(long_event),  # must be truncated
+            HINTED.pack(FLAG_HINTED, now + 4, 5)[:-2],  # cut short: unreadable, counted
+        ]
+        sink.host_records(hinted)
+        read_back = [
+            _WITH_EVENT.pack(0, now + 11) + line_of({**event, "message": "hinted"}),
+            _WITH_EVENT.pack(0, now + 12) + line_of({**event, "message": "unknown id"}),
+            _WITH_EVENT.pack(0, now + 13) + line_of(long_event),
+        ]
+        sink.host_records(read_back)
+        assert sink.flush(10)
+        assert sink.counters()["errors"] == 1
+        entries = sorted(receiver.entries(), key=lambda e: e.ts_ns)
+        assert [e.ts_ns - now for e in entries] == [1, 2, 3, 11, 12, 13]
+        for mine, theirs in zip(entries[:3], entries[3:], strict=True):
+            assert (mine.labels, mine.metadata, mine.line) == (
+                theirs.labels, theirs.metadata, theirs.line
+            )  # fmt: skip
+        assert entries[0].metadata == {"subject_id": "123456", "logger": "x"}
+        assert orjson.loads(entries[2].line)["truncated"] is True
+    finally:
+        sink.close()
+
+
+# -- whole programs ------------------------------------------------------------------
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="process delivery is POSIX")
+def test_changing_frames_arrive_as_thread_delivery_sends_them(
+    receiver: LokiReceiver, tmp_path: Path
+) -> None:
+    """Levels, bound context, per-record overrides and stage lines change the frame
+    from record to record; each entry must carry its own."""
+    seen: dict[str, dict[str, Any]] = {}
+    for mode in ("process", "thread"):
+        receiver.clear()
+        session = setup_logging(
+            "hint-test", console=False, log_file=tmp_path / f"{mode}.jsonl",
+            handle_sigterm=False, send_start_log=False, subject_id="123456", rig_id="rig_1",
+            loki_url=receiver.url,
+            loki_options={**FAST, "spool_dir": str(tmp_path / mode), "delivery": mode},
+        )  # fmt: skip
+        log = logging.getLogger("hint")
+        for i in range(3):
+            log.info("plain %d", i)
+            log.warning("warn %d", i)
+            with log_context(subject_id="654321", acquisition_name="x_2026-01-01_00-00-00"):
+                log.info("bound %d", i)
+            log.info("override %d", i, extra={"subject_id": "111111"})
+            log.info("stage %d", i, extra={"event_type": "stage_start"})
+            log.info({"message": f"as a dict {i}", "asset_name": f"asset-{i}"})
+        logging.getLogger("other.logger").error("another logger")
+        assert session.flush(10)
+        session.close()
+        lines = (tmp_path / f"{mode}.jsonl").read_text().splitlines()
+        got = receiver.entries()
+        assert sorted(e.line for e in got) == sorted(lines)  # a push groups by stream
+        seen[mode] = {
+            _title(e.line): (
+                e.labels, {k: v for k, v in (e.metadata or {}).items() if k != "log_session"}
+            )
+            for e in got
+        }  # fmt: skip
+        assert len(seen[mode]) == len(lines) == 19
+    assert seen["process"] == seen["thread"]
+    by_message = {message: meta for message, (_, meta) in seen["thread"].items()}
+    assert by_message["bound 1"]["subject_id"] == "654321"
+    assert by_message["override 2"]["subject_id"] == "111111"
+    assert by_message["plain 2"]["subject_id"] == "123456"
+    assert by_message["stage 0"]["event_type"] == "stage_start"
+    assert "event_type" not in by_message["plain 0"]
+    assert by_message["another logger"]["logger"] == "other.logger"
+    assert by_message["as a dict 2"]["asset_name"] == "asset-2"
+    assert seen["thread"]["warn 0"][0]["level"] == "WARNING"
+
+
+def _title(line: str) -> str:
+    event = orjson.loads(line)
+    return str(event.get("extra_message") or event["message"])  # a dict message's own
