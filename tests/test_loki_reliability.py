@@ -174,8 +174,15 @@ def test_forked_child_lines_arrive_and_parent_lines_are_not_duplicated(
     receiver_stalled = os.environ.get("STALL")
     pid = os.fork()
     if pid == 0:
+        from aind_log_utils import log_context
         for i in range(300):
-            log.info("child %d", i)
+            if i % 3 == 0:
+                log.info("child %d", i)  # the parent's labels and metadata
+            elif i % 3 == 1:
+                log.warning("child %d", i)  # a frame the parent never defined
+            else:
+                with log_context(subject_id=f"child-subject-{i % 2}"):
+                    log.info("child %d", i)
         session.close()
         os._exit(0)
     _, status = os.waitpid(pid, 0)
@@ -193,6 +200,14 @@ def test_forked_child_lines_arrive_and_parent_lines_are_not_duplicated(
     assert arrived == expected
     assert all(arrived[f"child {i}"] == 1 for i in range(300))
     assert all(arrived[f"line {i}"] == 1 for i in range(300))
+    # Each entry's labels and metadata are its own line's, in the child too (its
+    # sender knows none of the parent's frame ids).
+    for entry in receiver.entries():
+        line = orjson.loads(entry.line)
+        assert entry.labels["level"] == line["level"], line["message"]
+        assert (entry.metadata or {}).get("subject_id") == line.get("subject_id"), line["message"]
+    subjects = {orjson.loads(e.line).get("subject_id") for e in receiver.entries()}
+    assert {"child-subject-0", "child-subject-1"} <= subjects
 
 
 def test_fifty_thousand_lines_across_a_ten_second_outage(
