@@ -219,3 +219,41 @@ def test_changing_frames_arrive_as_thread_delivery_sends_them(
 def _title(line: str) -> str:
     event = orjson.loads(line)
     return str(event.get("extra_message") or event["message"])  # a dict message's own
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="process delivery is POSIX")
+def test_threads_logging_different_frames_at_once_each_get_their_own(
+    receiver: LokiReceiver, tmp_path: Path
+) -> None:
+    """Four threads, each with a context of its own, define and use frames at the same
+    time: a record may name an id before its definition reaches the sender, which
+    must then read its line back rather than guess."""
+    import threading
+
+    session = setup_logging(
+        "hint-threads", console=False, log_file=tmp_path / "run.jsonl", handle_sigterm=False,
+        send_start_log=False, loki_url=receiver.url,
+        loki_options={**FAST, "spool_dir": str(tmp_path / "s"), "delivery": "process"},
+    )  # fmt: skip
+    log = logging.getLogger("threads")
+    start = threading.Barrier(4)
+
+    def work(t: int) -> None:
+        start.wait()
+        for i in range(400):
+            with log_context(subject_id=f"subject-{t}-{i % 5}"):
+                (log.warning if i % 2 else log.info)("t%d n%d", t, i)
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert session.flush(20)
+    session.close()
+    entries = receiver.entries()
+    assert len(entries) == 1600
+    for entry in entries:
+        line = orjson.loads(entry.line)
+        assert entry.labels["level"] == line["level"]
+        assert (entry.metadata or {}).get("subject_id") == line["subject_id"]
