@@ -257,3 +257,30 @@ def test_threads_logging_different_frames_at_once_each_get_their_own(
         line = orjson.loads(entry.line)
         assert entry.labels["level"] == line["level"]
         assert (entry.metadata or {}).get("subject_id") == line["subject_id"]
+
+
+class _OddMapping(dict[str, Any]):
+    def keys(self) -> Any:
+        raise RuntimeError("odd")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="process delivery is POSIX")
+def test_an_event_the_lookup_chokes_on_is_sent_read_back(
+    receiver: LokiReceiver, tmp_path: Path
+) -> None:
+    sink = LokiSink(receiver.url, program="odd", spool_dir=tmp_path / "s", **FAST)
+    try:
+        assert sink.delivery == "process"
+        event = _OddMapping(level="INFO", subject_id="1", message="odd", timestamp="t")
+        line = orjson.dumps(dict(event)) + b"\n"
+        record = logging.makeLogRecord({"msg": "odd", "levelname": "INFO"})
+        for _ in range(2):  # the second goes through the quick lookup, which raises
+            sink.handle_event(event, line, record)  # must not raise
+        assert sink.flush(10)
+        entries = receiver.entries()
+        assert len(entries) == 1  # the same line and time twice: Loki keeps one
+        assert entries[0].labels["level"] == "INFO"
+        assert entries[0].metadata == {"subject_id": "1"}
+        assert receiver.dropped["duplicate"] == 1
+    finally:
+        sink.close()

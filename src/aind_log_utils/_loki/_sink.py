@@ -262,9 +262,12 @@ class LokiSink(EngineSink):
             self.push_event(event, line, created_ns(record.created))
             return
         # The caller's whole share: the line, its time and the id of its frame.
-        frame_id = self._frame_ids.lookup(event, link.generation)
-        if frame_id is None:
-            frame_id = self._new_frame_id(event, link)
+        try:
+            frame_id = self._frame_ids.lookup(event, link.generation)
+            if frame_id is None:
+                frame_id = self._new_frame_id(event, link)
+        except Exception:  # an odd mapping: the sender reads the line back
+            frame_id = 0
         if frame_id:
             link.submit(line, HINTED.pack(FLAG_HINTED, created_ns(record.created), frame_id))
         else:
@@ -275,17 +278,14 @@ class LokiSink(EngineSink):
 
         Returns 0 when the frame gets no id: the sender then reads the line back.
         """
-        try:
-            assigned = self._frame_ids.assign(event)
-            if assigned is None:
-                return 0
-            frame_id, new = assigned
-            if new:  # the definition goes ahead of every record that names it
-                prefix, payload = definition(frame_id, self._frame(event))
-                link.submit(payload, prefix)
-            return frame_id
-        except Exception:
+        assigned = self._frame_ids.assign(event)
+        if assigned is None:
             return 0
+        frame_id, new = assigned
+        if new:  # the definition goes ahead of every record that names it
+            prefix, payload = definition(frame_id, self._frame(event))
+            link.submit(payload, prefix)
+        return frame_id
 
     def host_records(self, payloads: list[bytes]) -> None:
         """In the sender process: encode and queue the records of one read, in order.
