@@ -14,7 +14,8 @@ measured. Every measured program runs in a fresh interpreter of its own too.
    round, and the figure is its median over rounds.
 2. Delivered throughput from one process: N lines as fast as possible, then
    ``session.close(timeout_s=60)``; N / (first call -> receiver holds all N)
-   (target >= 50,000 lines/s).
+   (target >= 50,000 lines/s). Also how a line's CPU divides between the program,
+   its sender process and the receiver: all three share this machine's CPUs.
 3. Exit after a 20,000-line burst: last logging call -> process gone (target <= 1 s),
    everything delivered once it has exited.
 4. The same at Loki's default limits (4 MiB/s, 6 MiB burst) with a ~13 MB burst:
