@@ -31,7 +31,7 @@ crashed or when OUR sink lost or duplicated a line (a correctness failure).
 
 Usage::
 
-    python benchmarks/bench_loki.py            # full run (~10 min)
+    python benchmarks/bench_loki.py            # full run (~9 min)
     python benchmarks/bench_loki.py --smoke    # < 1 min, for CI (no verdicts)
     python benchmarks/bench_loki.py --json figures.json
 """
@@ -630,6 +630,7 @@ class Bench:
         self.figures["caller_cost_spooled_per_run"] = spooled
         self.rx.ask("clear")
         self.figures["caller_cost_ns"] = med
+        self.figures["caller_cost_rounds_ns"] = results
         self.figures["caller_cost_ratio_to_file_only"] = ratios
 
     # -- 2. throughput --------------------------------------------------------
@@ -875,7 +876,7 @@ def main() -> int:
     parser.add_argument("--params", help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, default=20000, help="records per repeat (cost)")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--lines", type=int, default=200_000, help="lines of the throughput run")
     parser.add_argument("--outage-s", type=float, default=60.0)
     parser.add_argument("--rate", type=int, default=5000, help="lines/s during the outage")

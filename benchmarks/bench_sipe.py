@@ -32,7 +32,7 @@ something crashed or when OUR sink lost, duplicated or reordered a record.
 
 Usage::
 
-    python benchmarks/bench_sipe.py            # full run (~3 min)
+    python benchmarks/bench_sipe.py            # full run (~5 min)
     python benchmarks/bench_sipe.py --smoke    # a few seconds, for CI (no verdicts)
     python benchmarks/bench_sipe.py --json figures.json
 """
@@ -261,7 +261,7 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, default=20000)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--outage-n", type=int, default=2000)
     parser.add_argument(
         "--smoke", action="store_true", help="tiny run for CI; prints figures, no verdict"
