@@ -42,6 +42,7 @@ _MAX_FRAMES = 1024
 #: In front of a record's line (process delivery): whether its event follows, and
 #: the entry's time in ns.
 _WITH_EVENT = struct.Struct(">Bq")
+_HINT_FLAGS = (FLAG_HINTED, FLAG_DEFINE)
 
 
 def normalize_push_url(url: str) -> tuple[str, tuple[str, str] | None]:
@@ -310,7 +311,7 @@ class LokiSink(EngineSink):
         max_line = self.max_line_bytes
         for payload in payloads:
             try:
-                if payload[0] >= FLAG_HINTED:
+                if payload[0] in _HINT_FLAGS:
                     flag, ts_ns, frame_id = HINTED.unpack_from(payload)
                     line = payload[HINTED.size :]
                     if flag == FLAG_DEFINE:
