@@ -241,16 +241,32 @@ class LokiSink(EngineSink):
                     line, _WITH_EVENT.pack(1, ts_ns) + orjson.dumps(event, default=str) + b"\n"
                 )
                 return
-            self.engine.submit(self._item(event, line, ts_ns))
+            self.engine.submit(self._item(line, ts_ns, event))
         except Exception:
             self.engine._count_error("encode", RuntimeError("encoding failed"))
 
-    def _item(self, event: Mapping[str, Any], line: bytes, ts_ns: int) -> bytes:
-        """The engine's item for one record: its frame, time and (truncated) line."""
+    def _item(
+        self,
+        line: bytes,
+        ts_ns: int,
+        event: Mapping[str, Any] | None = None,
+        frame: tuple[bytes, bytes] | None = None,
+    ) -> bytes:
+        """The engine's item for one record: its frame, time and (truncated) line.
+
+        The event is read back from the line only when it is needed: no ``frame``
+        is known, or the line must be truncated.
+        """
         body = line[:-1] if line[-1:] == b"\n" else line
-        if len(body) > self.max_line_bytes:
-            body = truncate_line(event, body, self.max_line_bytes)
-        return frame_item(self._frame(event), ts_ns, body)
+        too_long = len(body) > self.max_line_bytes
+        if frame is None or too_long:
+            if event is None:
+                event = orjson.loads(line)
+            if too_long:
+                body = truncate_line(event, body, self.max_line_bytes)
+            if frame is None:
+                frame = self._frame(event)
+        return frame_item(frame, ts_ns, body)
 
     def handle_event(
         self, event: Mapping[str, Any], line: bytes, record: logging.LogRecord
@@ -308,7 +324,6 @@ class LokiSink(EngineSink):
         items: list[bytes] = []
         bad = 0
         frames = self._defined
-        max_line = self.max_line_bytes
         for payload in payloads:
             try:
                 if payload[0] in _HINT_FLAGS:
@@ -317,22 +332,16 @@ class LokiSink(EngineSink):
                     if flag == FLAG_DEFINE:
                         frames.define(frame_id, line)
                         continue
-                    frame = frames.get(frame_id)
-                    if frame is not None:
-                        body = line[:-1] if line[-1:] == b"\n" else line
-                        if len(body) <= max_line:
-                            items.append(frame_item(frame, ts_ns, body))
-                            continue
-                    items.append(self._item(orjson.loads(line), line, ts_ns))  # read back
+                    # an id unknown here: the line is read back
+                    items.append(self._item(line, ts_ns, frame=frames.get(frame_id)))
                     continue
                 flag, ts_ns = _WITH_EVENT.unpack_from(payload)
                 line = payload[_WITH_EVENT.size :]
+                event = None
                 if flag:
                     event_json, _, line = line.partition(b"\n")
                     event = orjson.loads(event_json)
-                else:
-                    event = orjson.loads(line)
-                items.append(self._item(event, line, ts_ns))
+                items.append(self._item(line, ts_ns, event))
             except Exception:
                 bad += 1
         if bad:
