@@ -1,11 +1,11 @@
-"""Best-effort fsync of a file or directory by path, shared by the spool and run directories."""
+"""Best-effort fsync of a file or directory, shared by the spool and run directories."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-__all__ = ["fsync_path"]
+__all__ = ["fsync_and_close", "fsync_path"]
 
 
 def fsync_path(path: Path, flags: int) -> None:
@@ -20,6 +20,11 @@ def fsync_path(path: Path, flags: int) -> None:
         fd = os.open(path, flags)
     except OSError:
         return
+    fsync_and_close(fd)
+
+
+def fsync_and_close(fd: int) -> None:
+    """Fsync ``fd`` (best effort: an error is ignored), then close it."""
     try:
         os.fsync(fd)
     except OSError:

@@ -26,6 +26,7 @@ import orjson
 from filelock import FileLock
 
 from .._diagnostics import diagnose
+from .._fsync import fsync_and_close
 from ._atomic import locked_json_update, merge_json_object
 from ._convert import to_plain
 
@@ -151,12 +152,7 @@ class MetricsLog:
             fd, self._fd = self._fd, None
         if fd is None:
             return
-        try:
-            os.fsync(fd)
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
+        fsync_and_close(fd)
 
 
 def _as_step(step: object) -> int:
