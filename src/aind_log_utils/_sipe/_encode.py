@@ -38,6 +38,7 @@ __all__ = [
     "SipeEncoder",
     "frame",
     "plain",
+    "record_values",
     "start_stop_message",
 ]
 
@@ -113,6 +114,14 @@ def plain(value: Any) -> str | int | float | bool | None:
     except Exception:
         text = _fallback(value)
     return text
+
+
+def record_values(record: logging.LogRecord) -> Sequence[Any]:
+    """The record's :data:`RECORD_ATTRS`, in order (None, made plain, for any it lacks)."""
+    try:
+        return _get_record_attrs(record.__dict__)  # type: ignore[no-any-return]
+    except KeyError:  # a record built by hand, without some attribute
+        return [plain(getattr(record, name, None)) for name in RECORD_ATTRS]
 
 
 def _fallback(value: Any) -> str:
@@ -316,10 +325,7 @@ class SipeEncoder:
         Returns:
             The frame: length + pickle.
         """
-        try:
-            values = _get_record_attrs(record.__dict__)
-        except KeyError:  # a record built by hand, without some attribute
-            values = [plain(getattr(record, name, None)) for name in RECORD_ATTRS]
+        values = record_values(record)
         payload = event.copy() if type(event) is dict else dict(event)
         if not self._event_attrs <= payload.keys():  # an event not made by the renderer
             for name in _FROM_EVENT:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import operator
 import os
 import sys
 from collections.abc import Mapping
@@ -17,11 +16,11 @@ import orjson
 from .._sink import EngineSink, SinkHandler, is_internal
 from ._encode import (
     PACKED_MARK,
-    RECORD_ATTRS,
     SESSION_LOGGER,
     START_STOP,
     SipeEncoder,
     plain,
+    record_values,
     start_stop_message,
 )
 from ._transport import SipeTransport
@@ -38,7 +37,9 @@ _START_STOP_NAME = "START_STOP"
 _PLAIN_KIND, _WEBLOG_KIND, _START_STOP_KIND = 0, 1, 2
 _KINDS = (_PLAIN_KIND, _WEBLOG_KIND, _START_STOP_KIND)
 _KIND_BYTES = (b"\x00", b"\x01", b"\x02")
-_get_record_attrs = operator.itemgetter(*RECORD_ATTRS)
+#: How a plain or a weblog record's frame differs from the record.
+_PLAIN: Mapping[str, Any] = {"weblog": False}
+_WEBLOG: Mapping[str, Any] = {"weblog": True}
 
 
 def _pack_attrs(values: Any) -> bytes:
@@ -247,10 +248,11 @@ class SipeSink(EngineSink):
                 return
             # Process delivery: the sender encodes; the caller packs what the line
             # lacks (the record's own attributes) in front of the line.
+            values = record_values(record)
             try:
-                attrs = _pack_attrs(_get_record_attrs(record.__dict__))
-            except (KeyError, TypeError):  # a hand-made record, or odd values
-                attrs = _pack_attrs([plain(getattr(record, n, None)) for n in RECORD_ATTRS])
+                attrs = _pack_attrs(values)
+            except TypeError:  # values orjson cannot write (a record factory's objects)
+                attrs = _pack_attrs([plain(value) for value in values])
             link.submit(line, _KIND_BYTES[kind] + attrs + b"\n")
         except Exception:
             self.engine._count_error("encode", RuntimeError("encoding failed"))
@@ -271,12 +273,12 @@ class SipeSink(EngineSink):
 
     def _encode(self, kind: int, event: Mapping[str, Any], record: logging.LogRecord) -> bytes:
         """The frame of one live record SIPE should see, as ``kind``."""
-        if kind == _START_STOP_KIND:
-            return self._encoder.encode(event, record, **self._start_stop(event))
-        return self._encoder.encode(event, record, weblog=kind == _WEBLOG_KIND)
+        return self._encoder.encode(event, record, **self._as_kind(kind, event))
 
-    def _start_stop(self, event: Mapping[str, Any]) -> dict[str, Any]:
-        """How a start or stop line differs from the record it comes from."""
+    def _as_kind(self, kind: int, event: Mapping[str, Any]) -> Mapping[str, Any]:
+        """How the frame of a record sent as ``kind`` differs from the record."""
+        if kind != _START_STOP_KIND:
+            return _WEBLOG if kind == _WEBLOG_KIND else _PLAIN
         encoder = self._encoder
         action = _start_or_stop(event) or "Start"
         message = start_stop_message(
@@ -320,14 +322,12 @@ class SipeSink(EngineSink):
             values = orjson.loads(attrs)
             if type(event) is not dict or type(values) is not list or kind not in _KINDS:
                 raise ValueError("not a packed record")
-            # The event read back is this call's own: it becomes the frame's dict.
-            trace, stack = event.get("stack_trace"), event.get("stack_info")
-            encode = self._encoder.encode_owned
-            if kind == _START_STOP_KIND:
-                return encode(event, values, origin=origin, stack_trace=trace,
-                              stack_info=stack, **self._start_stop(event))  # fmt: skip
-            return encode(event, values, weblog=kind == _WEBLOG_KIND, origin=origin,
-                          stack_trace=trace, stack_info=stack)  # fmt: skip
+            # The event read back is this call's own: it becomes the frame's dict (the
+            # arguments are all read from it before the call changes it).
+            return self._encoder.encode_owned(
+                event, values, origin=origin, stack_trace=event.get("stack_trace"),
+                stack_info=event.get("stack_info"), **self._as_kind(kind, event),
+            )  # fmt: skip
         except Exception:
             return None
 
