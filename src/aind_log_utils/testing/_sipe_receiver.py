@@ -114,7 +114,6 @@ class _FrameReader:
         body = self._body
         unpickler = self._unpickler
         if unpickler is None:
-            body.data, body.taken = b"", 0
             unpickler = _PlainUnpickler(body)  # type: ignore[arg-type]  # a file enough for it
         else:
             unpickler.memo.clear()
