@@ -55,6 +55,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import psutil
+from _rounds import ratio_within_rounds
 from _workload import FIELDS, extras
 
 HERE = os.path.abspath(__file__)
@@ -604,14 +605,7 @@ class Bench:
                 self.rx.wait_idle()  # a backlog parsed there must not slow the next variant
         med = {k: statistics.median(v) for k, v in results.items()}
 
-        def paired(top: str, bottom: str) -> float:
-            # A ratio within each round (its variants run back to back), then the
-            # median over rounds: this VM's speed drifts by a quarter between runs
-            # seconds apart, which a ratio of medians from different minutes carries.
-            pairs = zip(results[top], results[bottom], strict=True)
-            return statistics.median(t / b for t, b in pairs)
-
-        ratios = {k: paired(k, "file_only") for k in results}
+        ratios = {k: ratio_within_rounds(results[k], results["file_only"]) for k in results}
         print("  (ratios: the median over rounds of the ratio within a round)")
         for k, v in med.items():
             label = PEER_NAMES.get(k, k)
@@ -619,7 +613,7 @@ class Bench:
         ratio = ratios["ours_loki"]
         verdict = "" if a.smoke else ("  (met)" if ratio <= 1.3 else "  (MISSED)")
         print(f"  ours_loki / file_only (target <= 1.3x): {ratio:.2f}x{verdict}")
-        stalled = paired("ours_loki_stalled", "ours_loki")
+        stalled = ratio_within_rounds(results["ours_loki_stalled"], results["ours_loki"])
         verdict = "" if a.smoke else ("  (met)" if stalled <= 1.2 else "  (MISSED)")
         print(f"  ours_loki_stalled / ours_loki (target <= 1.2x): {stalled:.2f}x{verdict}")
         total = n * (repeats + 1)

@@ -51,6 +51,7 @@ import tempfile
 import time
 from typing import Any
 
+from _rounds import ratio_within_rounds
 from _workload import FIELDS, extras
 
 HERE = os.path.abspath(__file__)
@@ -284,9 +285,6 @@ def main() -> int:
         outages = {v: run_outage(receiver, v, args.outage_n) for v in ("ours_up", "stdlib_up")}
     med = {k: statistics.median(w for w, _ in v) for k, v in results.items()}
     cpu = {k: statistics.median(c for _, c in v) for k, v in results.items()}
-    # Each ratio is taken within a round (the variants of a round run back to back)
-    # and the median over rounds reported: this VM's speed drifts by a third over
-    # minutes, which a ratio of medians taken over different minutes would carry.
     labels = {
         "ours_up": "ours_up / file_only (target <= 1.2)",
         "ours_down": "ours_down / file_only (target <= 1.2)",
@@ -299,7 +297,7 @@ def main() -> int:
         base = [pair[which] for pair in results["file_only"]]
         for variant, name in labels.items():
             mine = [pair[which] for pair in results[variant]]
-            ratios[label][name] = statistics.median(m / b for m, b in zip(mine, base, strict=True))
+            ratios[label][name] = ratio_within_rounds(mine, base)
     print(f"ns/record (median of {args.rounds} rounds, best of {args.repeats} repeats)")
     print(f"{'variant':<16} {'wall':>10} {'process CPU':>12}")
     for name in COST_VARIANTS:
