@@ -37,6 +37,7 @@ __all__ = [
     "START_STOP",
     "SipeEncoder",
     "frame",
+    "get_record_attrs",
     "plain",
     "record_values",
     "start_stop_message",
@@ -65,7 +66,8 @@ RECORD_ATTRS: tuple[str, ...] = (
     "created", "msecs", "relativeCreated", "thread", "process",
 )  # fmt: skip
 _FROM_EVENT = ("lineno", "threadName", "processName")
-_get_record_attrs = operator.itemgetter(*RECORD_ATTRS)
+#: A real record's :data:`RECORD_ATTRS`, in order, from its ``__dict__`` (KeyError if not).
+get_record_attrs = operator.itemgetter(*RECORD_ATTRS)
 #: Keys that would break the record ``makeLogRecord`` rebuilds on the server: a
 #: LogRecord method (``getMessage``) is sent as ``extra_<key>``; ``exc_info`` and
 #: ``asctime`` (which the server's formatter derives) are left out.
@@ -119,7 +121,7 @@ def plain(value: Any) -> str | int | float | bool | None:
 def record_values(record: logging.LogRecord) -> Sequence[Any]:
     """The record's :data:`RECORD_ATTRS`, in order (None, made plain, for any it lacks)."""
     try:
-        return _get_record_attrs(record.__dict__)  # type: ignore[no-any-return]
+        return get_record_attrs(record.__dict__)  # type: ignore[no-any-return]
     except KeyError:  # a record built by hand, without some attribute
         return [plain(getattr(record, name, None)) for name in RECORD_ATTRS]
 
