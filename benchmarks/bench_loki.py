@@ -101,8 +101,8 @@ def serve_receiver() -> int:
         last, changed_at = -1, time.monotonic()
         while True:
             if rx.wait_for(count, min(0.1, max(0.0, deadline - time.monotonic()))):
-                return f"ok {time.monotonic()!r} {len(rx.entries())}"
-            now, stored = time.monotonic(), len(rx.entries())
+                return f"ok {time.monotonic()!r} {rx.count()}"
+            now, stored = time.monotonic(), rx.count()
             if stored != last:
                 last, changed_at = stored, now
             elif quiet_s > 0 and now - changed_at >= quiet_s:
@@ -124,7 +124,7 @@ def serve_receiver() -> int:
                 rx.set_mode(args[0])  # type: ignore[arg-type]  # checked by the receiver
                 reply = "ok"
             elif cmd == "count":
-                reply = str(len(rx.entries()))
+                reply = str(rx.count())
             elif cmd == "dupes":
                 lines = rx.lines()
                 reply = str(len(lines) - len(set(lines)))

@@ -93,6 +93,51 @@ def test_streams_groups_entries_by_label_set(loki: LokiReceiver) -> None:
     }
 
 
+def test_entries_keep_each_streams_labels_tenant_and_metadata_in_arrival_order(
+    loki: LokiReceiver,
+) -> None:
+    ts = now_ns()
+    meta = {"subject_id": "123456"}
+    a = ({"job": "a"}, [[str(ts), "a1"], [str(ts + 1), "a2", meta]])
+    b = ({"job": "b"}, [[str(ts), "b1"]])
+    push(loki, a, b, headers={**JSON, "X-Scope-OrgID": "t1"})
+    push(loki, ({"job": "c"}, []))  # a stream without values stores nothing
+    push(loki, ({"job": "a"}, [[str(ts + 2), "a3"]]))
+
+    got = [(e.labels["job"], e.ts_ns - ts, e.line, e.metadata, e.tenant) for e in loki.entries()]
+
+    assert got == [
+        ("a", 0, "a1", None, "t1"),
+        ("a", 1, "a2", meta, "t1"),
+        ("b", 0, "b1", None, "t1"),
+        ("a", 2, "a3", None, None),
+    ]
+    assert loki.lines() == ["a1", "a2", "b1", "a3"]
+    assert loki.count() == 4
+    loki.clear()
+    assert (loki.count(), loki.entries(), loki.lines()) == (0, [], [])
+
+
+def test_stored_entries_add_no_objects_for_the_garbage_collector_to_walk(
+    loki: LokiReceiver,
+) -> None:
+    # Stored as objects the collector tracks, 200,000 entries made every full
+    # collection walk them all: a third of the receiver's CPU.
+    import gc
+
+    meta = {"subject_id": "123456", "asset_name": "ecephys_123456"}
+    push(loki, ({"job": "warm"}, values("w")))
+    ts = now_ns()
+    data = body_of(({"job": "a"}, [[str(ts + i), f"line {i}", meta] for i in range(2000)]))
+    gc.collect()
+    before = len(gc.get_objects())
+    assert push(loki, data=data).status_code == 204
+    assert loki.wait_for(2001)
+    gc.collect()
+
+    assert len(gc.get_objects()) - before < 200
+
+
 def test_url_properties_and_named_daemon_thread(loki: LokiReceiver) -> None:
     assert loki.port > 0
     assert loki.url == f"http://127.0.0.1:{loki.port}"

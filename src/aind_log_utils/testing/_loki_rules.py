@@ -77,7 +77,15 @@ class LokiStore:
 
     def reset(self) -> None:
         """Forget every entry, stream and counter; refill the rate-limit bucket."""
-        self.entries: list[LokiEntry] = []
+        # The stored entries, column by column: timestamps, lines, metadata, and
+        # runs of (first index, labels, tenant), one per stream of a push. A stored
+        # LokiEntry (a NamedTuple, which the garbage collector never untracks) made
+        # every full collection walk every entry: a third of the receiver's CPU in
+        # a 200,000-line run. Strings, ints and dicts of strings are not tracked.
+        self.ts_ns: list[int] = []
+        self.lines: list[str] = []
+        self._metadata: list[dict[str, str] | None] = []
+        self._runs: list[tuple[int, dict[str, str], str | None]] = []
         self.rejected: Counter[str] = Counter()
         self.dropped: Counter[str] = Counter()
         self._streams: dict[tuple[str, str], _StreamState] = {}
@@ -85,6 +93,22 @@ class LokiStore:
         self._bucket = TokenBucket(
             self.limits.rate_limit_bytes_s, self.limits.burst_bytes, monotonic_s=self._monotonic_s
         )
+
+    def entries(self) -> list[LokiEntry]:
+        """The stored entries as :class:`LokiEntry`, in arrival order."""
+        make = tuple.__new__  # a NamedTuple's own __new__ is a Python call per entry
+        out: list[LokiEntry] = []
+        runs = self._runs
+        for number, (start, labels, tenant) in enumerate(runs):
+            end = runs[number + 1][0] if number + 1 < len(runs) else len(self.lines)
+            out += [
+                make(LokiEntry, (labels, ts_ns, line, meta, tenant))
+                for ts_ns, line, meta in zip(
+                    self.ts_ns[start:end], self.lines[start:end], self._metadata[start:end],
+                    strict=True,
+                )
+            ]  # fmt: skip
+        return out
 
     def ingest(
         self, streams: list[ParsedStream], tenant: str | None, push_bytes: int
@@ -172,8 +196,9 @@ class LokiStore:
             self._streams_per_tenant[tenant_id] += 1
         window_ns = int(self.limits.out_of_order_window_s * NS_PER_S)
         behind: list[str] = []
-        seen, add_seen, store = state.seen, state.seen.add, self.entries.append
-        make = tuple.__new__  # a NamedTuple's own __new__ is a Python call per entry
+        seen, add_seen = state.seen, state.seen.add
+        add_ts, add_line, add_meta = self.ts_ns.append, self.lines.append, self._metadata.append
+        self._runs.append((len(self.lines), labels, tenant))
         highest = state.highest_ts
         duplicates = 0
         for value in non_empty:
@@ -195,7 +220,9 @@ class LokiStore:
                 highest = ts_ns
             # One labels dict per stream and push (validate_stream copied it), shared
             # by its entries: copying it per entry would cost more than the checks.
-            store(make(LokiEntry, (labels, ts_ns, line, value.metadata, tenant)))
+            add_ts(ts_ns)
+            add_line(line)
+            add_meta(value.metadata)
         state.highest_ts = highest
         self._drop("duplicate", duplicates)
         if not behind:
