@@ -19,7 +19,7 @@ import pytest
 
 from aind_log_utils import log_context, setup_logging
 from aind_log_utils._loki import LokiSink
-from aind_log_utils._loki._encode import created_ns
+from aind_log_utils._loki._encode import created_ns, timestamp_ns
 from aind_log_utils._loki._hint import (
     FLAG_HINTED,
     HINTED,
@@ -27,7 +27,7 @@ from aind_log_utils._loki._hint import (
     FrameTable,
     definition,
 )
-from aind_log_utils._loki._sink import _WITH_EVENT
+from aind_log_utils._loki._sink import _WITH_CREATED
 from aind_log_utils.testing import LokiReceiver
 
 FIELDS = ("level", "subject_id", "event_type")
@@ -130,7 +130,12 @@ def test_hinted_records_become_the_entries_of_read_back_ones(
     sink = LokiSink(receiver.url, program="hint", spool_dir=tmp_path / "s", delivery="thread",
                     max_line_bytes=2048, **FAST)  # fmt: skip
     try:
-        now = created_ns(time.time())
+        base = float(int(time.time()))
+        now = created_ns(base)
+
+        def at(micros: int) -> float:  # a record's created, micros after base
+            return base + (micros + 0.5) / 1e6
+
         event = {"timestamp": "2026-12-01T08:00:00.000000Z", "level": "INFO",
                  "subject_id": "123456", "message": "m", "logger": "x"}  # fmt: skip
         frame = sink._frame(event)
@@ -138,22 +143,22 @@ def test_hinted_records_become_the_entries_of_read_back_ones(
         long_event = {**event, "message": "y" * 5000}
         hinted = [
             prefix + payload,
-            HINTED.pack(FLAG_HINTED, now + 1, 5) + line_of({**event, "message": "hinted"}),
-            HINTED.pack(FLAG_HINTED, now + 2, 6) + line_of({**event, "message": "unknown id"}),
-            HINTED.pack(FLAG_HINTED, now + 3, 5) + line_of(long_event),  # must be truncated
-            HINTED.pack(FLAG_HINTED, now + 4, 5)[:-2],  # cut short: unreadable, counted
+            HINTED.pack(FLAG_HINTED, at(1), 5) + line_of({**event, "message": "hinted"}),
+            HINTED.pack(FLAG_HINTED, at(2), 6) + line_of({**event, "message": "unknown id"}),
+            HINTED.pack(FLAG_HINTED, at(3), 5) + line_of(long_event),  # must be truncated
+            HINTED.pack(FLAG_HINTED, at(4), 5)[:-2],  # cut short: unreadable, counted
         ]
         sink.host_records(hinted)
         read_back = [
-            _WITH_EVENT.pack(0, now + 11) + line_of({**event, "message": "hinted"}),
-            _WITH_EVENT.pack(0, now + 12) + line_of({**event, "message": "unknown id"}),
-            _WITH_EVENT.pack(0, now + 13) + line_of(long_event),
+            _WITH_CREATED.pack(0, at(11)) + line_of({**event, "message": "hinted"}),
+            _WITH_CREATED.pack(0, at(12)) + line_of({**event, "message": "unknown id"}),
+            _WITH_CREATED.pack(0, at(13)) + line_of(long_event),
         ]
         sink.host_records(read_back)
         assert sink.flush(10)
         assert sink.counters()["errors"] == 1
         entries = sorted(receiver.entries(), key=lambda e: e.ts_ns)
-        assert [e.ts_ns - now for e in entries] == [1, 2, 3, 11, 12, 13]
+        assert [e.ts_ns - now for e in entries] == [1000, 2000, 3000, 11000, 12000, 13000]
         for mine, theirs in zip(entries[:3], entries[3:], strict=True):
             assert (mine.labels, mine.metadata, mine.line) == (
                 theirs.labels, theirs.metadata, theirs.line
@@ -197,6 +202,8 @@ def test_changing_frames_arrive_as_thread_delivery_sends_them(
         lines = (tmp_path / f"{mode}.jsonl").read_text().splitlines()
         got = receiver.entries()
         assert sorted(e.line for e in got) == sorted(lines)  # a push groups by stream
+        # each entry's time is its line's own instant (the sender makes it of created)
+        assert [e.ts_ns for e in got] == [timestamp_ns(orjson.loads(e.line)) for e in got]
         seen[mode] = {
             _title(e.line): (
                 e.labels, {k: v for k, v in (e.metadata or {}).items() if k != "log_session"}

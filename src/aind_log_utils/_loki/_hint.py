@@ -29,8 +29,9 @@ from typing import Any
 
 __all__ = ["FLAG_DEFINE", "FLAG_HINTED", "HINTED", "FrameIds", "FrameTable", "definition"]
 
-#: In front of a record's line: the flag, the entry's time in ns, the frame id.
-HINTED = struct.Struct(">BqI")
+#: In front of a record's line: the flag, the record's ``created`` (the sender makes
+#: the entry's nanoseconds of it: one call fewer for the caller), the frame id.
+HINTED = struct.Struct(">BdI")
 #: A record whose frame has an id.
 FLAG_HINTED = 2
 #: A frame's definition: its id, then the two halves of the frame.
@@ -126,7 +127,7 @@ class FrameIds:
 def definition(frame_id: int, frame: tuple[bytes, bytes]) -> tuple[bytes, bytes]:
     """The ``(prefix, payload)`` that tells the sender what ``frame_id`` stands for."""
     prefix, suffix = frame
-    return HINTED.pack(FLAG_DEFINE, 0, frame_id), _LENGTH.pack(len(prefix)) + prefix + suffix
+    return HINTED.pack(FLAG_DEFINE, 0.0, frame_id), _LENGTH.pack(len(prefix)) + prefix + suffix
 
 
 class FrameTable:
