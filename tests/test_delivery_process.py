@@ -18,6 +18,7 @@ import orjson
 import psutil
 import pytest
 
+from _support import FAST
 from aind_log_utils import setup_logging
 from aind_log_utils._delivery._link import WRITE_EVERY_S, ProcessLink
 from aind_log_utils._delivery._spool import read_segment
@@ -27,13 +28,6 @@ from aind_log_utils._sipe import SipeHandler, SipeSink
 from aind_log_utils.testing import LokiReceiver, SipeReceiver
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="process delivery is POSIX")
-
-FAST: dict[str, Any] = {
-    "batch_wait_s": 0.02,
-    "retry_start_s": 0.05,
-    "retry_max_s": 0.5,
-    "timeout_s": 2.0,
-}
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 import pytest
 
+from _support import FAST
 from aind_log_utils import log_context, setup_logging
 from aind_log_utils._loki import LokiSink
 from aind_log_utils._loki._encode import created_ns, timestamp_ns
@@ -31,7 +32,6 @@ from aind_log_utils._loki._sink import _WITH_CREATED
 from aind_log_utils.testing import LokiReceiver
 
 FIELDS = ("level", "subject_id", "event_type")
-FAST: dict[str, Any] = {"batch_wait_s": 0.02, "retry_start_s": 0.05, "retry_max_s": 0.5}
 
 
 @pytest.fixture

@@ -98,8 +98,10 @@ def test_entries_keep_each_streams_labels_tenant_and_metadata_in_arrival_order(
 ) -> None:
     ts = now_ns()
     meta = {"subject_id": "123456"}
-    a = ({"job": "a"}, [[str(ts), "a1"], [str(ts + 1), "a2", meta]])
-    b = ({"job": "b"}, [[str(ts), "b1"]])
+    a: tuple[dict[str, str], list[list[Any]]] = (
+        {"job": "a"}, [[str(ts), "a1"], [str(ts + 1), "a2", meta]]
+    )  # fmt: skip
+    b: tuple[dict[str, str], list[list[Any]]] = ({"job": "b"}, [[str(ts), "b1"]])
     push(loki, a, b, headers={**JSON, "X-Scope-OrgID": "t1"})
     push(loki, ({"job": "c"}, []))  # a stream without values stores nothing
     push(loki, ({"job": "a"}, [[str(ts + 2), "a3"]]))

@@ -13,17 +13,11 @@ from typing import Any
 import orjson
 import pytest
 
+from _support import FAST
 from aind_log_utils import _diagnostics, setup_logging
 from aind_log_utils._loki import LokiHandler, LokiSink, normalize_push_url
 from aind_log_utils._loki._encode import decode_item, encode_item, timestamp_ns, truncate_line
 from aind_log_utils.testing import LokiReceiver, read_jsonl
-
-FAST: dict[str, Any] = {
-    "batch_wait_s": 0.02,
-    "retry_start_s": 0.05,
-    "retry_max_s": 0.5,
-    "timeout_s": 2.0,
-}
 
 
 @pytest.fixture

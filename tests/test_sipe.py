@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from aind_log_utils import SipeHandler, log_context, setup_logging
+from _support import FAST, sipe_session_to
+from aind_log_utils import SipeHandler, log_context
 from aind_log_utils._sipe import (
     PICKLE_PROTOCOL,
     SipeEncoder,
@@ -30,7 +31,6 @@ from aind_log_utils._sipe import (
 )
 from aind_log_utils.testing import SipeReceiver
 
-FAST: dict[str, Any] = {"batch_wait_s": 0.01, "retry_start_s": 0.05, "retry_max_s": 0.5}
 PLAIN_TYPES = (str, int, float, bool, type(None))
 LOG_SERVER_FORMAT = (
     "%(asctime)s\n%(name)s\n%(levelname)s\n%(funcName)s (%(filename)s:%(lineno)d)\n%(message)s"
@@ -41,20 +41,6 @@ LOG_SERVER_FORMAT = (
 def receiver() -> Iterator[SipeReceiver]:
     with SipeReceiver(keep_frames=True) as server:
         yield server
-
-
-def sink_to(receiver: SipeReceiver, tmp_path: Path, **kwargs: Any) -> SipeSink:
-    return SipeSink(receiver.url, spool_dir=tmp_path / "spool", **{**FAST, **kwargs})
-
-
-def session_to(receiver: SipeReceiver, tmp_path: Path, **kwargs: Any) -> Any:
-    sink_options = kwargs.pop("sink_options", {})
-    sink = sink_to(receiver, tmp_path, program="water-log", **sink_options)
-    kwargs.setdefault("console", False)
-    kwargs.setdefault("log_file", False)
-    kwargs.setdefault("handle_sigterm", False)
-    kwargs.setdefault("send_start_log", False)
-    return setup_logging("water-log", sinks=[sink], **kwargs)
 
 
 def assert_plain(d: dict[str, Any]) -> None:
@@ -161,7 +147,7 @@ def test_frame_never_names_a_class() -> None:
 def test_received_records_format_with_the_log_servers_formatter(
     receiver: SipeReceiver, tmp_path: Path
 ) -> None:
-    session_to(receiver, tmp_path, subject_id="123456")
+    sipe_session_to(receiver, tmp_path, subject_id="123456")
     log = logging.getLogger("rig.camera")
 
     def acquire() -> None:
@@ -193,7 +179,7 @@ def test_attributes_the_servers_users_rely_on(
 ) -> None:
     monkeypatch.setenv("aibs_comp_id", "W10DT700140")
     monkeypatch.setenv("aibs_rig_id", "frg_1_a")
-    session = session_to(
+    session = sipe_session_to(
         receiver, tmp_path, subject_id="123456", acquisition_name="123456_2026-01-01_23-00-00",
         software_version="1.0.4", instrument_id="MESO1", user_id="bobby.b",
     )  # fmt: skip
@@ -216,7 +202,7 @@ def test_attributes_the_servers_users_rely_on(
 
 
 def test_rig_name_falls_back_to_the_rig_id(receiver: SipeReceiver, tmp_path: Path) -> None:
-    session_to(receiver, tmp_path, rig_id="ephys_9_acq")
+    sipe_session_to(receiver, tmp_path, rig_id="ephys_9_acq")
     logging.getLogger("rig").error("x")
     assert receiver.wait_for(1)
     (d,) = receiver.dicts()
@@ -242,7 +228,7 @@ def test_unknown_attributes_are_none_never_undefined(
 
 
 def test_non_plain_values_arrive_as_json_text(receiver: SipeReceiver, tmp_path: Path) -> None:
-    session_to(receiver, tmp_path)
+    sipe_session_to(receiver, tmp_path)
     with log_context(stage=Color.RED, label=Text("cam")):
         logging.getLogger("rig").warning(
             "values", extra={"roi": [1, 2, 3], "cfg": {"gain": 2}, "nan": math.nan, "n": Number(5)}
@@ -256,7 +242,7 @@ def test_non_plain_values_arrive_as_json_text(receiver: SipeReceiver, tmp_path: 
 
 
 def test_no_secret_reaches_the_wire(receiver: SipeReceiver, tmp_path: Path) -> None:
-    session_to(receiver, tmp_path, secrets=["registered-secret-value"])
+    sipe_session_to(receiver, tmp_path, secrets=["registered-secret-value"])
     log = logging.getLogger("rig")
     log.warning(
         "token registered-secret-value in the message",
@@ -282,7 +268,7 @@ def test_no_secret_reaches_the_wire(receiver: SipeReceiver, tmp_path: Path) -> N
 def test_shadowing_keys_cannot_break_the_servers_record(
     receiver: SipeReceiver, tmp_path: Path
 ) -> None:
-    session_to(receiver, tmp_path)
+    sipe_session_to(receiver, tmp_path)
     with log_context(getMessage="not a method", exc_info="not a tuple", asctime="no"):
         logging.getLogger("rig").error("still readable")
     assert receiver.wait_for(1)

@@ -9,16 +9,14 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from pydantic import SecretStr
 
+from _support import FAST, sipe_session_to, sipe_sink_to
 from aind_log_utils import SipeHandler, log_context, setup_logging
-from aind_log_utils._sipe import START_STOP, SipeSink
+from aind_log_utils._sipe import START_STOP
 from aind_log_utils.testing import SipeReceiver
-
-FAST: dict[str, Any] = {"batch_wait_s": 0.01, "retry_start_s": 0.05, "retry_max_s": 0.5}
 
 
 @pytest.fixture
@@ -27,25 +25,11 @@ def receiver() -> Iterator[SipeReceiver]:
         yield server
 
 
-def sink_to(receiver: SipeReceiver, tmp_path: Path, **kwargs: Any) -> SipeSink:
-    return SipeSink(receiver.url, spool_dir=tmp_path / "spool", **{**FAST, **kwargs})
-
-
-def session_to(receiver: SipeReceiver, tmp_path: Path, **kwargs: Any) -> Any:
-    sink_options = kwargs.pop("sink_options", {})
-    sink = sink_to(receiver, tmp_path, program="water-log", **sink_options)
-    kwargs.setdefault("console", False)
-    kwargs.setdefault("log_file", False)
-    kwargs.setdefault("handle_sigterm", False)
-    kwargs.setdefault("send_start_log", False)
-    return setup_logging("water-log", sinks=[sink], **kwargs)
-
-
 # -- which records go -----------------------------------------------------------------
 
 
 def test_levels_as_the_server_expects(receiver: SipeReceiver, tmp_path: Path) -> None:
-    session = session_to(receiver, tmp_path, level="DEBUG")
+    session = sipe_session_to(receiver, tmp_path, level="DEBUG")
     log = logging.getLogger("rig")
     log.debug("debug: stays")
     log.info("info: stays")
@@ -71,7 +55,7 @@ def test_levels_as_the_server_expects(receiver: SipeReceiver, tmp_path: Path) ->
 def test_threshold_configurable(
     receiver: SipeReceiver, tmp_path: Path, threshold: str, expected: list[str]
 ) -> None:
-    session = session_to(receiver, tmp_path, sink_options={"level": threshold})
+    session = sipe_session_to(receiver, tmp_path, sink_options={"level": threshold})
     log = logging.getLogger("rig")
     log.info("i")
     log.warning("w")
@@ -82,7 +66,7 @@ def test_threshold_configurable(
 
 
 def test_own_worker_threads_are_skipped(receiver: SipeReceiver, tmp_path: Path) -> None:
-    sink = sink_to(receiver, tmp_path)
+    sink = sipe_sink_to(receiver, tmp_path)
     record = logging.makeLogRecord({"msg": "x", "levelno": 40, "levelname": "ERROR",
                                     "threadName": "aind-log-loki"})  # fmt: skip
     sink.handle_event({"message": "x"}, b"", record)
@@ -92,7 +76,7 @@ def test_own_worker_threads_are_skipped(receiver: SipeReceiver, tmp_path: Path) 
 
 
 def test_a_bad_event_is_counted_never_raised(receiver: SipeReceiver, tmp_path: Path) -> None:
-    sink = sink_to(receiver, tmp_path)
+    sink = sipe_sink_to(receiver, tmp_path)
     record = logging.makeLogRecord({"msg": "x", "levelno": 40})
     sink.handle_event(None, b"", record)  # type: ignore[arg-type]
     assert sink.counters()["errors"] == 1
@@ -118,7 +102,7 @@ def test_start_level_never_clobbers_a_name_given_before() -> None:
 
 
 def test_start_and_stop_lines(receiver: SipeReceiver, tmp_path: Path) -> None:
-    session = session_to(receiver, tmp_path, send_start_log=True, user_id="bobby.b")
+    session = sipe_session_to(receiver, tmp_path, send_start_log=True, user_id="bobby.b")
     logging.getLogger("rig").warning("in between")
     session.close()
     assert receiver.wait_for(3)
@@ -134,7 +118,7 @@ def test_start_and_stop_lines(receiver: SipeReceiver, tmp_path: Path) -> None:
 
 
 def test_start_line_user_defaults_to_the_login(receiver: SipeReceiver, tmp_path: Path) -> None:
-    session = session_to(receiver, tmp_path, send_start_log=True)
+    session = sipe_session_to(receiver, tmp_path, send_start_log=True)
     session.close()
     assert receiver.wait_for(2)
     user = getpass.getuser()
@@ -144,7 +128,7 @@ def test_start_line_user_defaults_to_the_login(receiver: SipeReceiver, tmp_path:
 def test_failed_run_still_stops_with_a_start_stop_line(
     receiver: SipeReceiver, tmp_path: Path
 ) -> None:
-    session = session_to(receiver, tmp_path, send_start_log=True, user_id="u")
+    session = sipe_session_to(receiver, tmp_path, send_start_log=True, user_id="u")
     session.mark_failed("camera gone")
     session.close()
     assert receiver.wait_for(2)
@@ -155,7 +139,7 @@ def test_failed_run_still_stops_with_a_start_stop_line(
 
 
 def test_start_stop_lines_can_be_turned_off(receiver: SipeReceiver, tmp_path: Path) -> None:
-    session = session_to(
+    session = sipe_session_to(
         receiver, tmp_path, send_start_log=True, sink_options={"start_stop_lines": False}
     )
     (sink,) = session.sinks
