@@ -90,6 +90,17 @@ def test_unhashable_values_get_no_id() -> None:
     assert frame_id(ids, {"level": "INFO", "subject_id": "1"}) is not None
 
 
+@pytest.mark.parametrize("others", [{}, {"level": "INFO"}])  # one field, or a tuple of them
+def test_equal_numbers_of_other_types_get_frames_of_their_own(others: dict[str, Any]) -> None:
+    # 1 == 1.0 == True: one shared id would give all three the metadata "1"
+    ids = FrameIds(FIELDS)
+    events = [{**others, "subject_id": value} for value in (1, True, 1.0, "1", False, 0)]
+    first = [frame_id(ids, event) for event in events]
+    assert None not in first and len(set(first)) == len(events)
+    assert [frame_id(ids, dict(event)) for event in events] == first  # and keep them
+    assert ids.lookup(events[3], 1) == first[3]  # text: the quick lookup finds it
+
+
 def test_a_new_generation_forgets_every_id_and_never_reuses_one() -> None:
     ids = FrameIds(FIELDS)
     event = {"level": "INFO"}
@@ -221,6 +232,27 @@ def test_changing_frames_arrive_as_thread_delivery_sends_them(
     assert by_message["another logger"]["logger"] == "other.logger"
     assert by_message["as a dict 2"]["asset_name"] == "asset-2"
     assert seen["thread"]["warn 0"][0]["level"] == "WARNING"
+
+
+@pytest.mark.parametrize("mode", ["process", "thread"])
+def test_equal_numbers_of_other_types_keep_their_own_metadata(
+    receiver: LokiReceiver, tmp_path: Path, mode: str
+) -> None:
+    if mode == "process" and sys.platform == "win32":
+        pytest.skip("process delivery is POSIX")
+    session = setup_logging(
+        "hint-test", console=False, log_file=False, handle_sigterm=False, send_start_log=False,
+        loki_url=receiver.url, loki_options={**FAST, "spool_dir": str(tmp_path), "delivery": mode},
+    )  # fmt: skip
+    values = (1, True, 1.0, "1", 1, True, 1.0, 0, False)
+    for number, value in enumerate(values):
+        logging.getLogger("hint").info("record %d", number, extra={"subject_id": value})
+    assert session.flush(10)
+    session.close()
+    got = {orjson.loads(e.line)["message"]: e.metadata or {} for e in receiver.entries()}
+    assert [got[f"record {n}"].get("subject_id") for n in range(len(values))] == [
+        "1", "True", "1.0", "1", "1", "True", "1.0", "0", "False"
+    ]  # fmt: skip
 
 
 def _title(line: str) -> str:

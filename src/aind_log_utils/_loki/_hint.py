@@ -27,7 +27,15 @@ import struct
 from collections.abc import Callable, Mapping
 from typing import Any
 
-__all__ = ["FLAG_DEFINE", "FLAG_HINTED", "HINTED", "FrameIds", "FrameTable", "definition"]
+__all__ = [
+    "FLAG_DEFINE",
+    "FLAG_HINTED",
+    "HINTED",
+    "FrameIds",
+    "FrameTable",
+    "definition",
+    "typed_key",
+]
 
 #: In front of a record's line: the flag, the record's ``created`` (the sender makes
 #: the entry's nanoseconds of it: one call fewer for the caller), the frame id.
@@ -47,17 +55,37 @@ def _no_fields(event: Mapping[str, Any]) -> tuple[()]:
     return ()
 
 
+_TEXT = frozenset({str, type(None)})
+
+
+def typed_key(values: tuple[Any, ...]) -> Any:
+    """A cache key for a frame's field values that tells ``1``, ``1.0`` and ``True`` apart.
+
+    Equal values of other types (``1 == 1.0 == True``) would otherwise share one
+    cached frame, whose labels and metadata say ``"1"`` for all three. Values that
+    are all text (the usual case) are their own key.
+    """
+    if _TEXT.issuperset(map(type, values)):
+        return values
+    return values, tuple(map(type, values))
+
+
 class _Shape:
     """The frame fields one kind of event holds, and the ids of their values."""
 
-    __slots__ = ("absent", "getter", "ids")
+    __slots__ = ("absent", "getter", "ids", "single", "typed")
 
     def __init__(self, present: tuple[str, ...], fields: tuple[str, ...]) -> None:
         self.absent = frozenset(fields).difference(present)
         self.getter: Callable[[Mapping[str, Any]], Any] = (
             operator.itemgetter(*present) if present else _no_fields
         )
+        #: The getter gives a bare value, not a tuple, for one field.
+        self.single = len(present) == 1
+        #: Ids of frames whose values are all text: the quick lookup finds them.
         self.ids: dict[Any, int] = {}
+        #: Ids of the others, by :func:`typed_key` (only :meth:`FrameIds.assign`).
+        self.typed: dict[Any, int] = {}
 
 
 class FrameIds:
@@ -112,15 +140,20 @@ class FrameIds:
         self._shape = shape
         try:
             key = shape.getter(event)
-            known = shape.ids.get(key)
+            values = (key,) if shape.single else key
+            typed = typed_key(values)
+            # Only all-text values are put where the quick lookup looks: a number
+            # there would also be found by an equal number of another type.
+            ids, key = (shape.ids, key) if typed is values else (shape.typed, typed)
+            known = ids.get(key)
         except TypeError:  # an unhashable value: no id
             return None
         if known is not None:
             return known, False
-        if len(shape.ids) >= _MAX_IDS:
-            shape.ids.clear()
+        if len(ids) >= _MAX_IDS:
+            ids.clear()
         new = next(self._next_id)
-        shape.ids[key] = new
+        ids[key] = new
         return new, True
 
 

@@ -26,7 +26,15 @@ from ._encode import (
     truncate_line,
     validate_labels,
 )
-from ._hint import FLAG_DEFINE, FLAG_HINTED, HINTED, FrameIds, FrameTable, definition
+from ._hint import (
+    FLAG_DEFINE,
+    FLAG_HINTED,
+    HINTED,
+    FrameIds,
+    FrameTable,
+    definition,
+    typed_key,
+)
 from ._transport import LokiTransport
 
 __all__ = ["LokiHandler", "LokiSink", "loki_spool_dir", "normalize_push_url"]
@@ -211,7 +219,7 @@ class LokiSink(EngineSink):
 
     def _frame(self, event: Mapping[str, Any]) -> tuple[bytes, bytes]:
         """The item's bytes around its timestamp and line: once per distinct labels+metadata."""
-        key = tuple(map(event.get, _FRAME_FIELDS))
+        key = typed_key(tuple(map(event.get, _FRAME_FIELDS)))
         try:
             frame, cacheable = self._frames.get(key), True
         except TypeError:  # an unhashable value: build it, don't cache it
