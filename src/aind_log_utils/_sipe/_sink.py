@@ -320,10 +320,14 @@ class SipeSink(EngineSink):
             if type(event) is not dict or type(values) is not list or kind not in _KINDS:
                 raise ValueError("not a packed record")
             # The event read back is this call's own: it becomes the frame's dict (the
-            # arguments are all read from it before the call changes it).
+            # arguments are all read from it before the call changes it). A line with
+            # no "[" and no "{" but its first holds no list or dict: every value read
+            # back from it is plain (a string holding either only costs the check).
+            flat = line.find(b"{", 1) < 0 and line.find(b"[") < 0
             return self._encoder.encode_owned(
                 event, values, origin=origin, stack_trace=event.get("stack_trace"),
-                stack_info=event.get("stack_info"), **self._as_kind(kind, event),
+                stack_info=event.get("stack_info"), plain_values=flat,
+                **self._as_kind(kind, event),
             )  # fmt: skip
         except Exception:
             return None
