@@ -94,7 +94,8 @@ def test_unhashable_values_get_no_id() -> None:
 def test_equal_numbers_of_other_types_get_frames_of_their_own(others: dict[str, Any]) -> None:
     # 1 == 1.0 == True: one shared id would give all three the metadata "1"
     ids = FrameIds(FIELDS)
-    events = [{**others, "subject_id": value} for value in (1, True, 1.0, "1", False, 0)]
+    values = (1, True, 1.0, "1", False, 0, 0.0, -0.0)
+    events = [{**others, "subject_id": value} for value in values]
     first = [frame_id(ids, event) for event in events]
     assert None not in first and len(set(first)) == len(events)
     assert [frame_id(ids, dict(event)) for event in events] == first  # and keep them
@@ -244,14 +245,14 @@ def test_equal_numbers_of_other_types_keep_their_own_metadata(
         "hint-test", console=False, log_file=False, handle_sigterm=False, send_start_log=False,
         loki_url=receiver.url, loki_options={**FAST, "spool_dir": str(tmp_path), "delivery": mode},
     )  # fmt: skip
-    values = (1, True, 1.0, "1", 1, True, 1.0, 0, False)
+    values = (1, True, 1.0, "1", 1, True, 1.0, 0, False, 0.0, -0.0)
     for number, value in enumerate(values):
         logging.getLogger("hint").info("record %d", number, extra={"subject_id": value})
     assert session.flush(10)
     session.close()
     got = {orjson.loads(e.line)["message"]: e.metadata or {} for e in receiver.entries()}
     assert [got[f"record {n}"].get("subject_id") for n in range(len(values))] == [
-        "1", "True", "1.0", "1", "1", "True", "1.0", "0", "False"
+        "1", "True", "1.0", "1", "1", "True", "1.0", "0", "False", "0.0", "-0.0"
     ]  # fmt: skip
 
 

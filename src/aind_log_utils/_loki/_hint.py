@@ -62,12 +62,12 @@ def typed_key(values: tuple[Any, ...]) -> Any:
     """A cache key for a frame's field values that tells ``1``, ``1.0`` and ``True`` apart.
 
     Equal values of other types (``1 == 1.0 == True``) would otherwise share one
-    cached frame, whose labels and metadata say ``"1"`` for all three. Values that
-    are all text (the usual case) are their own key.
+    cached frame, whose labels and metadata say ``"1"`` for all three; so would
+    ``0.0`` and ``-0.0``. Values that are all text (the usual case) are their own key.
     """
     if _TEXT.issuperset(map(type, values)):
         return values
-    return values, tuple(map(type, values))
+    return values, tuple(repr(v) if type(v) is float else type(v) for v in values)
 
 
 class _Shape:
