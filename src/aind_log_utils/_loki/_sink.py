@@ -47,8 +47,6 @@ _FRAME_FIELDS = LABEL_FIELDS + METADATA_FIELDS
 #: Distinct label+metadata sets remembered (a context that changes per record
 #: must not grow the cache without bound).
 _MAX_FRAMES = 1024
-#: In front of a record's line (process delivery): whether its event follows, and
-#: the entry's time in ns.
 #: In front of a line the sender reads back: flag 0 and the record's ``created``.
 _WITH_CREATED = struct.Struct(">Bd")
 #: In front of :meth:`LokiSink.push_event`'s line: flag 1 and the entry's time in ns.
