@@ -13,7 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 
-from .._sink import INTERNAL_THREAD_PREFIX, EngineSink, SinkHandler
+from .._sink import EngineSink, SinkHandler, is_internal
 from ._encode import (
     LABEL_FIELDS,
     METADATA_FIELDS,
@@ -281,8 +281,7 @@ class LokiSink(EngineSink):
         self, event: Mapping[str, Any], line: bytes, record: logging.LogRecord
     ) -> None:
         """Sink interface: queue the record (records of our own worker threads are skipped)."""
-        name = record.threadName  # is_internal, inlined: this is the caller's hot path
-        if name is not None and name.startswith(INTERNAL_THREAD_PREFIX):
+        if is_internal(record):
             return  # requests/urllib3 logging from our own worker: never loop back
         link = self._link
         if link is None:
