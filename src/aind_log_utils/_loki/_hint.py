@@ -73,19 +73,16 @@ def typed_key(values: tuple[Any, ...]) -> Any:
 class _Shape:
     """The frame fields one kind of event holds, and the ids of their values."""
 
-    __slots__ = ("absent", "getter", "ids", "single", "typed")
+    __slots__ = ("absent", "getter", "ids")
 
     def __init__(self, present: tuple[str, ...], fields: tuple[str, ...]) -> None:
         self.absent = frozenset(fields).difference(present)
         self.getter: Callable[[Mapping[str, Any]], Any] = (
             operator.itemgetter(*present) if present else _no_fields
         )
-        #: The getter gives a bare value, not a tuple, for one field.
-        self.single = len(present) == 1
-        #: Ids of frames whose values are all text: the quick lookup finds them.
+        #: Ids by the getter's values where they are all text (the keys the quick
+        #: lookup finds), else by :func:`typed_key` (keys it can never build).
         self.ids: dict[Any, int] = {}
-        #: Ids of the others, by :func:`typed_key` (only :meth:`FrameIds.assign`).
-        self.typed: dict[Any, int] = {}
 
 
 class FrameIds:
@@ -140,11 +137,13 @@ class FrameIds:
         self._shape = shape
         try:
             key = shape.getter(event)
-            values = (key,) if shape.single else key
+            values = (key,) if len(present) == 1 else key  # one field: a bare value
             typed = typed_key(values)
-            # Only all-text values are put where the quick lookup looks: a number
-            # there would also be found by an equal number of another type.
-            ids, key = (shape.ids, key) if typed is values else (shape.typed, typed)
+            if typed is not values:
+                # Not all text: keyed with the types, so that neither the quick
+                # lookup nor an equal number of another type finds it.
+                key = typed
+            ids = shape.ids
             known = ids.get(key)
         except TypeError:  # an unhashable value: no id
             return None
