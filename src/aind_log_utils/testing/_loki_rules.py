@@ -82,7 +82,7 @@ class LokiStore:
         # LokiEntry (a NamedTuple, which the garbage collector never untracks) made
         # every full collection walk every entry: a third of the receiver's CPU in
         # a 200,000-line run. Strings, ints and dicts of strings are not tracked.
-        self.ts_ns: list[int] = []
+        self._ts_ns: list[int] = []
         self.lines: list[str] = []
         self._metadata: list[dict[str, str] | None] = []
         self._runs: list[tuple[int, dict[str, str], str | None]] = []
@@ -104,7 +104,7 @@ class LokiStore:
             out += [
                 make(LokiEntry, (labels, ts_ns, line, meta, tenant))
                 for ts_ns, line, meta in zip(
-                    self.ts_ns[start:end], self.lines[start:end], self._metadata[start:end],
+                    self._ts_ns[start:end], self.lines[start:end], self._metadata[start:end],
                     strict=True,
                 )
             ]  # fmt: skip
@@ -197,7 +197,7 @@ class LokiStore:
         window_ns = int(self.limits.out_of_order_window_s * NS_PER_S)
         behind: list[str] = []
         seen, add_seen = state.seen, state.seen.add
-        add_ts, add_line, add_meta = self.ts_ns.append, self.lines.append, self._metadata.append
+        add_ts, add_line, add_meta = self._ts_ns.append, self.lines.append, self._metadata.append
         self._runs.append((len(self.lines), labels, tenant))
         highest = state.highest_ts
         duplicates = 0
