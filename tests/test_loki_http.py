@@ -172,3 +172,31 @@ def test_sink_names_the_bad_tenant_or_token(tmp_path: Path) -> None:
         LokiSink("http://127.0.0.1:1", tenant_id="a\nb", spool_dir=tmp_path)
     with pytest.raises(ValueError, match="loki_bearer_token"):
         LokiSink("http://127.0.0.1:1", bearer_token="tok\r\nX: y", spool_dir=tmp_path)
+
+
+@pytest.mark.parametrize("level", [1, 2, 6, 9])
+@pytest.mark.parametrize("backend", ["isal", "zlib"])
+def test_a_push_body_is_one_gzip_member_whichever_deflate_makes_it(
+    backend: str, level: int
+) -> None:
+    """ISA-L (where installed) and zlib both make a body Loki's gzip reader takes."""
+    from aind_log_utils._loki import _transport
+
+    isal = pytest.importorskip("isal.isal_zlib") if backend == "isal" else None
+    data = orjson.dumps({"streams": [{"stream": {"a": "b"}, "values": [["1", "x" * 5000]]}]})
+    packed = _transport._gzip(data, level, isal)
+    assert packed[:2] == b"\x1f\x8b"  # a gzip member's magic, as Loki's reader checks
+    assert gzip.decompress(packed) == data
+    assert len(packed) < len(data) // 10
+
+
+def test_isal_is_the_deflate_where_its_wheel_is_installed() -> None:
+    """The dependency is declared for the platforms it has wheels for; there it is used."""
+    from aind_log_utils._loki import _transport
+
+    try:
+        import isal  # noqa: F401
+    except ImportError:
+        assert _transport._ISAL is None
+    else:
+        assert _transport._ISAL is not None

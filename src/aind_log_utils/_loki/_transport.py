@@ -15,6 +15,7 @@ import sys
 import zlib
 from itertools import groupby
 from operator import itemgetter, methodcaller
+from types import ModuleType
 
 from .._delivery import SendResult, describe_error
 from .._diagnostics import diagnose
@@ -37,8 +38,21 @@ _REASONS = (
 )
 _GZIP_WBITS = 16 + zlib.MAX_WBITS  # a gzip container around the deflate stream
 
+_ISAL: ModuleType | None
+try:  # ISA-L's deflate: on a push of log lines, ~15x faster than zlib's level 1, and smaller
+    from isal import isal_zlib as _ISAL
+except ImportError:  # pragma: no cover - a platform without its wheel: zlib does the job
+    _ISAL = None
 
-def _gzip(data: bytes, level: int) -> bytes:
+
+def _gzip(data: bytes, level: int, isal: ModuleType | None = _ISAL) -> bytes:
+    """One gzip member of ``data``, with ISA-L where installed, else zlib.
+
+    ``level`` is zlib's (1-9); ISA-L has four levels (0-3), and its 1 already
+    compresses log lines better than zlib's 1, so 1-3 map to 1, 4-6 to 2, 7-9 to 3.
+    """
+    if isal is not None and level > 0:
+        return bytes(isal.compress(data, min(3, (level + 2) // 3), wbits=_GZIP_WBITS))
     if sys.version_info >= (3, 11):
         return zlib.compress(data, level, wbits=_GZIP_WBITS)
     packer = zlib.compressobj(level, zlib.DEFLATED, _GZIP_WBITS)  # 3.10: no wbits above
