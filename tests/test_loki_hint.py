@@ -153,25 +153,39 @@ def test_hinted_records_become_the_entries_of_read_back_ones(
         frame = sink._frame(event)
         prefix, payload = definition(5, frame)
         long_event = {**event, "message": "y" * 5000}
+        odd = {**event, "message": 'quote " backslash \\ tab \t caf\u00e9 \u2603 \U0001f600'}
+        fits = line_of({**event, "message": ""})
+        fits = line_of({**event, "message": "z" * (2048 - len(fits) + 1)})  # exactly 2048
+        assert len(fits) - 1 == 2048
         hinted = [
             prefix + payload,
             HINTED.pack(FLAG_HINTED, at(1), 5) + line_of({**event, "message": "hinted"}),
             HINTED.pack(FLAG_HINTED, at(2), 6) + line_of({**event, "message": "unknown id"}),
             HINTED.pack(FLAG_HINTED, at(3), 5) + line_of(long_event),  # must be truncated
-            HINTED.pack(FLAG_HINTED, at(4), 5)[:-2],  # cut short: unreadable, counted
+            HINTED.pack(FLAG_HINTED, at(4), 5) + line_of(odd),  # escaped, not mangled
+            HINTED.pack(FLAG_HINTED, at(5), 5) + line_of(event)[:-1],  # no newline to strip
+            HINTED.pack(FLAG_HINTED, at(6), 5) + fits,  # at the limit: kept whole
+            HINTED.pack(FLAG_HINTED, at(7), 5)[:-2],  # cut short: unreadable, counted
         ]
         sink.host_records(hinted)
         read_back = [
             _WITH_CREATED.pack(0, at(11)) + line_of({**event, "message": "hinted"}),
             _WITH_CREATED.pack(0, at(12)) + line_of({**event, "message": "unknown id"}),
             _WITH_CREATED.pack(0, at(13)) + line_of(long_event),
+            _WITH_CREATED.pack(0, at(14)) + line_of(odd),
+            _WITH_CREATED.pack(0, at(15)) + line_of(event)[:-1],
+            _WITH_CREATED.pack(0, at(16)) + fits,
         ]
         sink.host_records(read_back)
         assert sink.flush(10)
         assert sink.counters()["errors"] == 1
         entries = sorted(receiver.entries(), key=lambda e: e.ts_ns)
-        assert [e.ts_ns - now for e in entries] == [1000, 2000, 3000, 11000, 12000, 13000]
-        for mine, theirs in zip(entries[:3], entries[3:], strict=True):
+        micros = [1, 2, 3, 4, 5, 6, 11, 12, 13, 14, 15, 16]
+        assert [(e.ts_ns - now) // 1000 for e in entries] == micros
+        assert orjson.loads(entries[3].line)["message"] == odd["message"]
+        assert entries[4].line == line_of(event)[:-1].decode()
+        assert entries[5].line == fits[:-1].decode()
+        for mine, theirs in zip(entries[:6], entries[6:], strict=True):
             assert (mine.labels, mine.metadata, mine.line) == (
                 theirs.labels, theirs.metadata, theirs.line
             )  # fmt: skip

@@ -39,15 +39,18 @@ def split_frames(data: bytes | bytearray, start: int = 0) -> tuple[list[tuple[bo
         can be trimmed and grown afterwards.
     """
     frames: list[tuple[bool, bytes]] = []
-    size = len(data)
+    append = frames.append
+    # One copy of the whole read, then a slice per frame: cheaper than a slice of
+    # a view and a copy of it, per frame.
+    buf = bytes(data)
+    size = len(buf)
     unpack = HEADER.unpack_from
     pos = start
-    with memoryview(data) as view:
-        while pos + 4 <= size:
-            (head,) = unpack(view, pos)
-            end = pos + 4 + (head & ~CONTROL_BIT)
-            if end > size:
-                break
-            frames.append((bool(head & CONTROL_BIT), bytes(view[pos + 4 : end])))
-            pos = end
+    while pos + 4 <= size:
+        (head,) = unpack(buf, pos)
+        end = pos + 4 + (head & ~CONTROL_BIT)
+        if end > size:
+            break
+        append((head >= CONTROL_BIT, buf[pos + 4 : end]))
+        pos = end
     return frames, pos

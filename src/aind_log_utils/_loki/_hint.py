@@ -167,6 +167,9 @@ class FrameTable:
 
     def __init__(self) -> None:
         self._frames: dict[int, tuple[bytes, bytes]] = {}
+        #: ``lookup(frame_id)``: the frame, or None (the sender's hot loop calls it
+        #: without a method of this class in between).
+        self.lookup: Callable[[int], tuple[bytes, bytes] | None] = self._frames.get
 
     def define(self, frame_id: int, payload: bytes) -> None:
         """Learn a definition (the payload :func:`definition` made, after its header).

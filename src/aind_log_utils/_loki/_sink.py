@@ -333,11 +333,26 @@ class LokiSink(EngineSink):
         """
         engine = self._thread_engine()
         items: list[bytes] = []
+        append = items.append
         bad = 0
         frames = self._defined
+        known, unpack, dumps = frames.lookup, HINTED.unpack_from, orjson.dumps
+        start, limit = HINTED.size, self.max_line_bytes
         for payload in payloads:
             try:
                 flag = payload[0]
+                if flag == FLAG_HINTED:
+                    # The usual record, inline (a third of the sender's per-line work
+                    # was calls): frame_item(frame, created_ns(created), line).
+                    _, created, frame_id = unpack(payload)
+                    frame = known(frame_id)
+                    end = len(payload) - (payload[-1] == 10)  # without the newline
+                    if frame is not None and end - start <= limit:
+                        secs = int(created)
+                        ts_ns = secs * 1_000_000_000 + int((created - secs) * 1e6) * 1000
+                        text = dumps(payload[start:end].decode("utf-8", "replace"))
+                        append(b"".join((frame[0], b'%d",' % ts_ns, text, frame[1])))
+                        continue
                 if flag in _HINT_FLAGS:
                     flag, created, frame_id = HINTED.unpack_from(payload)
                     line = payload[HINTED.size :]
