@@ -66,13 +66,22 @@ def test_threshold_configurable(
 
 
 def test_own_worker_threads_are_skipped(receiver: SipeReceiver, tmp_path: Path) -> None:
-    sink = sipe_sink_to(receiver, tmp_path)
-    record = logging.makeLogRecord({"msg": "x", "levelno": 40, "levelname": "ERROR",
-                                    "threadName": "aind-log-loki"})  # fmt: skip
-    sink.handle_event({"message": "x"}, b"", record)
-    assert sink.flush(5)
-    sink.close()
-    assert sink.counters()["sent"] == 0 and receiver.count() == 0
+    """The handlers drop a record of our own worker threads before any sink sees it."""
+    handler = SipeHandler(receiver.url, spool_dir=tmp_path / "spool", **FAST)
+    session = sipe_session_to(receiver, tmp_path / "session")
+    try:
+        for name in ("aind-log-loki", "MainThread"):
+            record = logging.makeLogRecord({"msg": name, "levelno": 40, "levelname": "ERROR",
+                                            "threadName": name, "name": "urllib3"})  # fmt: skip
+            handler.handle(record)  # the standalone handler
+            logging.getLogger("urllib3").handle(record)  # setup_logging's handler
+        assert handler.sink.flush(5) and session.flush(5)
+    finally:
+        handler.close()
+        session.close()
+    assert receiver.wait_for(2)
+    assert receiver.messages() == ["MainThread", "MainThread"]
+    assert handler.sink.counters()["sent"] == 1
 
 
 def test_a_bad_event_is_counted_never_raised(receiver: SipeReceiver, tmp_path: Path) -> None:

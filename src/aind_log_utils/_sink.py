@@ -53,7 +53,9 @@ class Sink(Protocol):
     JSON object encoded in UTF-8, ending in ``b"\\n"``. ``record`` is the original
     :class:`logging.LogRecord`, which a sink must never mutate (and must never read
     un-redacted values from). ``handle_event`` must never raise and never do
-    network I/O on the caller's thread.
+    network I/O on the caller's thread. The library's handlers never pass a sink a
+    record of the library's own worker threads (:func:`is_internal`), so a network
+    sink need not check for one on every record.
     """
 
     name: str
@@ -91,8 +93,14 @@ class SinkHandler(logging.Handler):
         self._renderer = Renderer(static_fields)
 
     def emit(self, record: logging.LogRecord) -> None:
-        """Render and queue the record; never raises, never blocks."""
+        """Render and queue the record; never raises, never blocks.
+
+        Records of the library's own worker threads are dropped here, before the
+        sink (see :func:`is_internal`), as :class:`DispatchHandler` drops them.
+        """
         try:
+            if is_internal(record):
+                return  # requests/urllib3/botocore chatter of our own workers: never loop
             event, line = self._renderer.render(record)
             self.sink.handle_event(event, line, record)
         except Exception:

@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .._delivery import DeliveryEngine
-from .._sink import EngineSink, SinkHandler, is_internal
+from .._sink import EngineSink, SinkHandler
 from ._encode import (
     MAX_BATCH_EVENTS,
     MAX_MESSAGE_BYTES,
@@ -267,9 +267,7 @@ class CloudWatchSink(EngineSink):
     def handle_event(
         self, event: Mapping[str, Any], line: bytes, record: logging.LogRecord
     ) -> None:
-        """Sink interface: queue the record (records of our own worker threads are skipped)."""
-        if is_internal(record):
-            return  # botocore/urllib3 logging from our own worker: never loop back
+        """Sink interface: queue the record."""
         self.push_event(event, line, event_ms(record.created))
 
     def counters(self) -> dict[str, Any]:

@@ -368,6 +368,31 @@ class ProcessLink:
         except Exception as exc:
             self._count_error("submit", exc)
 
+    def submit_frame(self, head: bytes, payload: bytes) -> bool:
+        """Hand one record whose frame header the caller packed; never blocks, never raises.
+
+        ``head`` is the frame's :data:`~._wire.HEADER` (the length of everything
+        after it) and the sink's prefix, packed in one go: the usual record of a
+        busy sink costs the caller one ``struct`` call and two appends.
+
+        Returns:
+            False, taking nothing, when the link is not sending (not spawned yet
+            in a forked child, sending locally, closed) or its buffer is full: the
+            caller then hands the record to :meth:`submit`, which handles those.
+        """
+        try:
+            with self._lock:
+                if self._state is not _LIVE or len(self._buf) >= self._max_buffer:
+                    return False
+                buf = self._buf
+                buf += head
+                buf += payload
+                if len(buf) >= self._write_at:
+                    self._write_some()  # as in submit: a full pipe is the link thread's
+        except Exception as exc:
+            self._count_error("submit", exc)
+        return True
+
     def _count_error(self, where: str, exc: BaseException) -> None:
         self._errors += 1
         diagnose(f"{self.name}:{where}", f"{self.name}: {where} failed: {type(exc).__name__}")

@@ -13,7 +13,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 
-from .._sink import EngineSink, SinkHandler, is_internal
+from .._delivery._wire import HEADER
+from .._sink import EngineSink, SinkHandler
 from ._encode import (
     LABEL_FIELDS,
     METADATA_FIELDS,
@@ -52,6 +53,8 @@ _WITH_CREATED = struct.Struct(">Bd")
 #: In front of :meth:`LokiSink.push_event`'s line: flag 1 and the entry's time in ns.
 _WITH_EVENT = struct.Struct(">Bq")
 _HINT_FLAGS = (FLAG_HINTED, FLAG_DEFINE)
+#: A hinted record's pipe frame header and prefix in one struct: ``>I`` + :data:`HINTED`.
+_pack_framed = struct.Struct(HEADER.format + HINTED.format.lstrip(">")).pack
 
 
 def normalize_push_url(url: str) -> tuple[str, tuple[str, str] | None]:
@@ -280,9 +283,7 @@ class LokiSink(EngineSink):
     def handle_event(
         self, event: Mapping[str, Any], line: bytes, record: logging.LogRecord
     ) -> None:
-        """Sink interface: queue the record (records of our own worker threads are skipped)."""
-        if is_internal(record):
-            return  # requests/urllib3 logging from our own worker: never loop back
+        """Sink interface: queue the record."""
         link = self._link
         if link is None:
             self.push_event(event, line, created_ns(record.created))
@@ -295,7 +296,11 @@ class LokiSink(EngineSink):
         except Exception:  # an odd mapping: the sender reads the line back
             frame_id = 0
         if frame_id:
-            link.submit(line, HINTED.pack(FLAG_HINTED, record.created, frame_id))
+            created = record.created
+            if not link.submit_frame(
+                _pack_framed(HINTED.size + len(line), FLAG_HINTED, created, frame_id), line
+            ):
+                link.submit(line, HINTED.pack(FLAG_HINTED, created, frame_id))
         else:
             link.submit(line, _WITH_CREATED.pack(0, record.created))
 

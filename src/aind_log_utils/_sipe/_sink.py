@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from .._sink import EngineSink, SinkHandler, is_internal
+from .._sink import EngineSink, SinkHandler
 from ._encode import (
     PACKED_MARK,
     SESSION_LOGGER,
@@ -236,8 +236,6 @@ class SipeSink(EngineSink):
         # The caller's whole share, with the level/weblog decision and the packing
         # inline: each call saved was measurable beside the ~15 us of a record.
         try:
-            if is_internal(record):
-                return  # our own workers' chatter never loops back
             if (
                 record.name == SESSION_LOGGER
                 and self.start_stop_lines
