@@ -67,3 +67,36 @@ def test_any_extras_give_one_strict_json_line_without_secrets(
     assert parsed["level"] == "INFO" and "timestamp" in parsed
     assert SECRET not in text and HIDDEN not in text
     assert SECRET not in json.dumps(parsed) and HIDDEN not in json.dumps(parsed)
+
+
+@settings(max_examples=300, deadline=None)
+@given(created=st.floats(min_value=0, max_value=4e9, allow_nan=False))
+def test_the_cached_timestamp_is_format_timestamps_own(created: float) -> None:
+    """The renderer's per-second cache spells every instant as format_timestamp does."""
+    from aind_log_utils._render import format_timestamp
+
+    renderer = Renderer()
+    renderer._timestamp(created - 1.0)  # a cached second that is not this one
+    assert renderer._timestamp(created) == format_timestamp(created)
+    assert renderer._timestamp(created) == format_timestamp(created)  # now from the cache
+
+
+_ARGS = st.one_of(st.integers(), st.floats(), st.text(max_size=20), st.none(), st.booleans())
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    template=st.sampled_from(["%s", "%d items", "a %s b %r", "%5.2f%%", "%(k)s", "plain", "%x"]),
+    args=st.one_of(st.lists(_ARGS, max_size=3).map(tuple), st.dictionaries(st.just("k"), _ARGS)),
+)
+def test_the_message_is_get_message_or_says_formatting_failed(template: str, args: Any) -> None:
+    """%-formatting in the renderer gives getMessage()'s text, or never raises."""
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, template, (), None)
+    record.args = args  # a tuple, or a mapping (as logging.info("%(k)s", {...}) leaves it)
+    event = Renderer().collect(record)
+    try:
+        expected = record.getMessage()
+    except Exception:
+        assert "formatting failed" in event["message"]
+    else:
+        assert event["message"] == _redact.redact_text(expected)

@@ -205,7 +205,9 @@ class Renderer:
         if cached[0] != secs:
             cached = (secs, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)))
             self._ts_cache = cached
-        return f"{cached[1]}.{int((created - secs) * 1e6):06d}Z"
+        # %-formatting: ~0.1 us cheaper here than an f-string with a format spec;
+        # %d truncates a float as int() does.
+        return "%s.%06dZ" % (cached[1], (created - secs) * 1e6)  # noqa: UP031
 
     def render(self, record: logging.LogRecord) -> tuple[dict[str, Any], bytes]:
         """Render one record; never raises.
@@ -239,9 +241,16 @@ class Renderer:
         """Collect and redact the fields of one record (steps 1 and 2)."""
         msg = record.msg
         fields_from_msg: Mapping[str, Any] | None = None
-        if type(msg) is str and not record.args:
-            message = msg
-        elif isinstance(msg, Mapping) and not record.args:
+        args = record.args
+        if type(msg) is str:
+            if not args:
+                message = msg
+            else:
+                try:  # LogRecord.getMessage() for a str, without its two calls
+                    message = msg % args
+                except Exception:
+                    message = _message(record)  # says the formatting failed
+        elif isinstance(msg, Mapping) and not args:
             fields_from_msg, message = msg, ""
         else:
             message = _message(record)
