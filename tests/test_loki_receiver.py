@@ -201,6 +201,34 @@ def test_gzip_body_is_decoded(loki: LokiReceiver) -> None:
     assert loki.pushes()[0].body_bytes == len(data)
 
 
+@pytest.mark.parametrize("backend", ["isal", "stdlib"])
+def test_gunzip_answers_as_gzip_decompress_does(backend: str) -> None:
+    """One clean member through ISA-L; anything else gets the stdlib's answer or error."""
+    from aind_log_utils.testing._loki_decode import gunzip
+
+    isal = pytest.importorskip("isal.isal_zlib") if backend == "isal" else None
+    one = gzip.compress(b"a" * 5000)
+    bodies = [
+        one,
+        one + gzip.compress(b"second member"),  # several members: all of them
+        gzip.compress(b""),
+        one + b"trailing",  # not a gzip member after the first
+        one[:-4],  # cut short
+        b"not gzip at all",
+        b"",
+    ]
+    for body in bodies:
+        try:
+            expected: bytes | str = gzip.decompress(body)
+        except Exception as exc:
+            expected = type(exc).__name__
+        try:
+            got: bytes | str = gunzip(body, isal)
+        except Exception as exc:
+            got = type(exc).__name__
+        assert got == expected, body[-12:]
+
+
 def test_raw_deflate_is_accepted_but_zlib_wrapped_is_not(loki: LokiReceiver) -> None:
     raw = body_of(({"a": "b"}, values("deflated")))
     compressor = zlib.compressobj(wbits=-zlib.MAX_WBITS)  # Go's compress/flate: no header
