@@ -256,6 +256,38 @@ def test_records_a_hung_sender_never_took_are_spooled_at_close(
     assert len(items) == 200  # on disk, for the next start
 
 
+def test_records_past_a_full_buffer_are_sent_from_this_process(
+    receiver: LokiReceiver, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sender that never reads: past the buffer's cap the program sends itself.
+
+    The records go through the caller's usual path (a hinted record, framed in one
+    struct call); once the buffer is full that path hands each record on to a sink
+    in this process, and at close so does what the buffer held: every record is
+    delivered, once.
+    """
+    from aind_log_utils._delivery import _link
+
+    monkeypatch.setattr(_link, "HOST_ARGS", ("-c", "import time; time.sleep(60)"))
+    session = session_to(receiver, tmp_path, max_queue_bytes=64 * 1024)
+    sink = next(s for s in session.sinks if s.name == "loki")
+    link = sink.engine
+    assert isinstance(link, ProcessLink) and link._proc is not None
+    n = 400  # ~1 KB a line: several times the 64 KiB buffer
+    try:
+        log = logging.getLogger("full")
+        for i in range(n):
+            log.info("record %d %s", i, "x" * 400)
+        overflowed = link._dropped.get("buffer_full_sent_locally", 0)
+        assert 0 < overflowed < n
+        session.close(timeout_s=10)
+    finally:
+        link._proc.kill()
+        link._proc.wait(10)
+    ids = [orjson.loads(line)["message"].split()[1] for line in receiver.lines()]
+    assert sorted(ids, key=int) == [str(i) for i in range(n)]  # all, once
+
+
 def test_the_sender_imports_from_the_programs_sys_path(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
