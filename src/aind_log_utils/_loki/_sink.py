@@ -347,8 +347,8 @@ class LokiSink(EngineSink):
             try:
                 flag = payload[0]
                 if flag == FLAG_HINTED:
-                    # The usual record, inline (a third of the sender's per-line work
-                    # was calls): frame_item(frame, created_ns(created), line).
+                    # The usual record: frame_item(frame, created_ns(created), line)
+                    # written out, without the calls (about 0.3 us of 2.3 a line).
                     _, created, frame_id = unpack(payload)
                     frame = known(frame_id)
                     end = len(payload) - (payload[-1] == 10)  # without the newline

@@ -30,7 +30,7 @@ _STR_ONLY = frozenset({str})  # JSON strings parse to exactly str
 _GZIP_WBITS = 16 + zlib.MAX_WBITS
 
 _ISAL: ModuleType | None
-try:  # ISA-L's inflate: about 3x zlib's on a push of log lines
+try:  # ISA-L's inflate: ~3x zlib's, ~10x gzip.decompress's, on a push of log lines
     from isal import isal_zlib as _ISAL
 except ImportError:  # pragma: no cover - a platform without its wheel
     _ISAL = None
