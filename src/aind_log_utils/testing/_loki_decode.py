@@ -20,7 +20,7 @@ import orjson
 
 from ._loki_model import ParsedStream, PushError, PushValue
 
-__all__ = ["decode_body", "parse_push"]
+__all__ = ["decode_body", "gunzip", "parse_push"]
 
 _INT64_MAX_DIGITS = str(2**63 - 1)
 _INT64_MAX = 2**63 - 1
