@@ -167,9 +167,10 @@ class FrameTable:
 
     def __init__(self) -> None:
         self._frames: dict[int, tuple[bytes, bytes]] = {}
-        #: ``lookup(frame_id)``: the frame, or None (the sender's hot loop calls it
-        #: without a method of this class in between).
-        self.lookup: Callable[[int], tuple[bytes, bytes] | None] = self._frames.get
+        #: ``get(frame_id)``: the frame of ``frame_id``, or None when it was never
+        #: defined here. The dict's own ``get`` (``define`` only ever clears the
+        #: dict), so that the sender's hot loop makes no Python call for it.
+        self.get: Callable[[int], tuple[bytes, bytes] | None] = self._frames.get
 
     def define(self, frame_id: int, payload: bytes) -> None:
         """Learn a definition (the payload :func:`definition` made, after its header).
@@ -186,7 +187,3 @@ class FrameTable:
             self._frames.clear()  # unknown ids only make the sender read lines back
         end = _LENGTH.size + size
         self._frames[frame_id] = (payload[_LENGTH.size : end], payload[end:])
-
-    def get(self, frame_id: int) -> tuple[bytes, bytes] | None:
-        """The frame of ``frame_id``, or None when it was never defined here."""
-        return self._frames.get(frame_id)

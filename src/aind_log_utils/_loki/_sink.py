@@ -52,7 +52,6 @@ _MAX_FRAMES = 1024
 _WITH_CREATED = struct.Struct(">Bd")
 #: In front of :meth:`LokiSink.push_event`'s line: flag 1 and the entry's time in ns.
 _WITH_EVENT = struct.Struct(">Bq")
-_HINT_FLAGS = (FLAG_HINTED, FLAG_DEFINE)
 #: A hinted record's pipe frame header and prefix in one struct: ``>I`` + :data:`HINTED`.
 _pack_framed = struct.Struct(HEADER.format + HINTED.format.lstrip(">")).pack
 
@@ -341,39 +340,33 @@ class LokiSink(EngineSink):
         append = items.append
         bad = 0
         frames = self._defined
-        known, unpack, dumps = frames.lookup, HINTED.unpack_from, orjson.dumps
+        known, unpack, dumps = frames.get, HINTED.unpack_from, orjson.dumps
         start, limit = HINTED.size, self.max_line_bytes
         for payload in payloads:
             try:
                 flag = payload[0]
                 if flag == FLAG_HINTED:
-                    # The usual record: frame_item(frame, created_ns(created), line)
-                    # written out, without the calls (about 0.3 us of 2.3 a line).
                     _, created, frame_id = unpack(payload)
                     frame = known(frame_id)
                     end = len(payload) - (payload[-1] == 10)  # without the newline
                     if frame is not None and end - start <= limit:
+                        # The usual record: frame_item(frame, created_ns(created), line)
+                        # written out, without the calls (about 0.3 us of 2.3 a line).
                         secs = int(created)
                         ts_ns = secs * 1_000_000_000 + int((created - secs) * 1e6) * 1000
                         text = dumps(payload[start:end].decode("utf-8", "replace"))
                         append(b"".join((frame[0], b'%d",' % ts_ns, text, frame[1])))
-                        continue
-                if flag in _HINT_FLAGS:
-                    flag, created, frame_id = HINTED.unpack_from(payload)
-                    line = payload[HINTED.size :]
-                    if flag == FLAG_DEFINE:
-                        frames.define(frame_id, line)
-                        continue
-                    # an id unknown here: the line is read back
-                    frame = frames.get(frame_id)
-                    items.append(self._item(line, created_ns(created), frame=frame))
+                    else:  # an id unknown here (the line is read back), or a long line
+                        append(self._item(payload[start:], created_ns(created), frame=frame))
+                elif flag == FLAG_DEFINE:
+                    frames.define(unpack(payload)[2], payload[start:])
                 elif flag == 0:
                     created = _WITH_CREATED.unpack_from(payload)[1]
-                    items.append(self._item(payload[_WITH_CREATED.size :], created_ns(created)))
+                    append(self._item(payload[_WITH_CREATED.size :], created_ns(created)))
                 else:
                     ts_ns = _WITH_EVENT.unpack_from(payload)[1]
                     event_json, _, line = payload[_WITH_EVENT.size :].partition(b"\n")
-                    items.append(self._item(line, ts_ns, orjson.loads(event_json)))
+                    append(self._item(line, ts_ns, orjson.loads(event_json)))
             except Exception:
                 bad += 1
         if bad:
