@@ -11,12 +11,10 @@ from __future__ import annotations
 import base64
 import http.client
 import re
-import sys
-import zlib
 from itertools import groupby
 from operator import itemgetter, methodcaller
-from types import ModuleType
 
+from .. import _gzip
 from .._delivery import SendResult, describe_error
 from .._diagnostics import diagnose
 from ._encode import strip_metadata
@@ -36,29 +34,6 @@ _REASONS = (
     ("structured metadata", "structured_metadata"),
     ("label", "invalid_labels"),
 )
-_GZIP_WBITS = 16 + zlib.MAX_WBITS  # a gzip container around the deflate stream
-
-_ISAL: ModuleType | None
-try:  # ISA-L's deflate: on a push of log lines, ~15x faster than zlib's level 1, and smaller
-    from isal import isal_zlib as _ISAL
-except ImportError:  # pragma: no cover - a platform without its wheel: zlib does the job
-    _ISAL = None
-
-
-def _gzip(data: bytes, level: int, isal: ModuleType | None = _ISAL) -> bytes:
-    """One gzip member of ``data``, with ISA-L where installed, else zlib.
-
-    ``level`` is zlib's (1-9); ISA-L has four levels (0-3), and its 1 already
-    compresses log lines better than zlib's 1, so 1-3 map to 1, 4-6 to 2, 7-9 to 3.
-    """
-    if isal is not None and level > 0:
-        return bytes(isal.compress(data, min(3, (level + 2) // 3), wbits=_GZIP_WBITS))
-    if sys.version_info >= (3, 11):
-        return zlib.compress(data, level, wbits=_GZIP_WBITS)
-    packer = zlib.compressobj(level, zlib.DEFLATED, _GZIP_WBITS)  # 3.10: no wbits above
-    return packer.compress(data) + packer.flush()
-
-
 _split = methodcaller("partition", b"\n")  # item -> (labels, "\n", value)
 _LABELS = itemgetter(0)
 
@@ -155,9 +130,9 @@ class LokiTransport:
 
     def send(self, batch: list[bytes], timeout_s: float) -> SendResult:
         """Push one batch; see the module docstring for how answers are read."""
-        # One zlib call makes the whole gzip member (header, deflate, CRC): each C call
+        # One call makes the whole gzip member (header, deflate, CRC): each C call
         # that lets go of the GIL costs a busy logging thread a hand-over.
-        payload = _gzip(self.body(batch), self._gzip_level)
+        payload = _gzip.compress(self.body(batch), self._gzip_level)
         try:
             answer = self._http.post(payload, timeout_s)
         except (OSError, http.client.HTTPException) as exc:

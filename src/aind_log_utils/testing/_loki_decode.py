@@ -9,51 +9,23 @@ status and text Loki answers. The per-entry limits come later
 
 from __future__ import annotations
 
-import gzip
 import json
 import re
 import zlib
-from types import ModuleType
 from typing import Any
 
 import orjson
 
+from .. import _gzip
 from ._loki_model import ParsedStream, PushError, PushValue
 
-__all__ = ["decode_body", "gunzip", "parse_push"]
+__all__ = ["decode_body", "parse_push"]
 
 _INT64_MAX_DIGITS = str(2**63 - 1)
 _INT64_MAX = 2**63 - 1
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
 _TIMESTAMP = re.compile(r"[+-]?[0-9]+\Z")
 _STR_ONLY = frozenset({str})  # JSON strings parse to exactly str
-_GZIP_WBITS = 16 + zlib.MAX_WBITS
-
-_ISAL: ModuleType | None
-try:  # ISA-L's inflate: ~3x zlib's, ~10x gzip.decompress's, on a push of log lines
-    from isal import isal_zlib as _ISAL
-except ImportError:  # pragma: no cover - a platform without its wheel
-    _ISAL = None
-
-
-def gunzip(body: bytes, isal: ModuleType | None = _ISAL) -> bytes:
-    """``gzip.decompress(body)``, through ISA-L when it is installed.
-
-    ISA-L's answer is taken only for one complete gzip member with nothing after
-    it (what every client sends); anything else (several members, trailing bytes,
-    a corrupt or cut body) is left to :func:`gzip.decompress`, whose answer or
-    error is the reference.
-    """
-    if isal is not None:
-        unpacker = isal.decompressobj(wbits=_GZIP_WBITS)
-        try:
-            data = bytes(unpacker.decompress(body))
-        except isal.error:
-            pass
-        else:
-            if unpacker.eof and not unpacker.unused_data:
-                return data
-    return gzip.decompress(body)
 
 
 def decode_body(body: bytes, content_type: str | None, content_encoding: str | None) -> bytes:
@@ -76,7 +48,7 @@ def decode_body(body: bytes, content_type: str | None, content_encoding: str | N
         if encoding in ("", "snappy"):  # Loki passes "snappy" through untouched
             data = body
         elif encoding == "gzip":
-            data = gunzip(body)
+            data = _gzip.decompress(body)
         elif encoding == "deflate":  # Go's compress/flate: raw RFC 1951, no zlib header
             data = zlib.decompress(body, -zlib.MAX_WBITS)
         else:
