@@ -254,3 +254,51 @@ def test_custom_record_factory_fields_are_kept_whatever_their_order() -> None:
         and out["late_field"] == "set-after-init"
         and out["x"] == 1
     )
+
+
+HEAD = ["timestamp", "level", "message", "logger", "lineno", "process", "processName",
+        "thread", "threadName"]  # fmt: skip
+
+
+def test_event_order_record_then_included_then_static_then_extras() -> None:
+    renderer = Renderer({"subject_id": "1", "rig_id": "r1"}, include_attrs=["funcName"])
+    for _ in range(2):  # every record gets the same order, not only the first
+        event, line = renderer.render(make_record(camera="c"))
+        assert list(event) == [*HEAD, "funcName", "subject_id", "rig_id", "camera"]
+        assert list(orjson.loads(line)) == list(event)
+        assert event["subject_id"] == "1" and event["rig_id"] == "r1" and event["camera"] == "c"
+
+
+def test_static_field_named_like_a_record_attribute_wins_in_its_place() -> None:
+    renderer = Renderer({"logger": "static-logger", "subject_id": "1"})
+    event, _ = renderer.render(make_record())
+    assert event["logger"] == "static-logger"
+    assert list(event) == [*HEAD, "subject_id"]
+    assert event["message"] == "hello world" and event["lineno"] == 42
+
+
+def test_with_static_renders_the_new_static_fields_only() -> None:
+    first = Renderer({"subject_id": "1", "rig_id": "r1"})
+    second = first.with_static({"subject_id": "2"})
+    event, _ = second.render(make_record())
+    assert event["subject_id"] == "2" and "rig_id" not in event
+    assert first.render(make_record())[0]["rig_id"] == "r1"
+
+
+def test_process_and_thread_ids_are_each_records_own() -> None:
+    import threading
+
+    renderer = Renderer()
+    records: list[logging.LogRecord] = [make_record()]
+    worker = threading.Thread(target=lambda: records.append(make_record()))
+    worker.start()
+    worker.join()
+    records.append(make_record())
+    events = [renderer.render(r)[0] for r in records]
+    assert [e["thread"] for e in events] == [str(r.thread) for r in records]
+    assert events[0]["thread"] != events[1]["thread"]
+    # A record of another process (a hand-made or unpickled record) too.
+    other = make_record()
+    other.process = 12345
+    assert renderer.render(other)[0]["process"] == "12345"
+    assert renderer.render(make_record())[0]["process"] == str(records[0].process)

@@ -21,17 +21,28 @@ import itertools
 import logging
 import math
 import time
-import traceback
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import orjson
 
-from . import _redact
 from ._context import _CONTEXT
-from ._redact import MASK, check_key, is_secret_key, redact, redact_text
+from ._redact import MASK, is_secret_key, redact, redact_text
+from ._render_values import (
+    CACHE_MAX,
+    PROTECTED,
+    as_text,
+    default_value,
+    fix_surrogates,
+    format_exception,
+    format_timestamp,
+    message_of,
+    out_key,
+    safe_value,
+    value_caches,
+)
 
-__all__ = ["RECORD_ATTRS", "Renderer", "format_timestamp"]
+__all__ = ["PROTECTED", "RECORD_ATTRS", "Renderer", "format_timestamp"]
 
 #: Attributes every LogRecord has; anything else on a record came from ``extra=``.
 RECORD_ATTRS = frozenset(
@@ -61,55 +72,7 @@ RECORD_ATTRS = frozenset(
         "threadName",
     }
 )
-#: Fields the standard requires; an extra with one of these names is kept as
-#: ``extra_<name>`` instead of overwriting the record's own value.
-PROTECTED = frozenset({"timestamp", "level", "message"})
-
 _OPTIONS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
-
-
-def format_timestamp(created: float) -> str:
-    """Format a Unix time as ISO 8601 UTC with microseconds, ending in ``Z``.
-
-    Args:
-        created: seconds since the epoch (``LogRecord.created``).
-
-    Returns:
-        For example ``"2026-02-09T21:19:24.061270Z"``.
-    """
-    secs = int(created)
-    return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(secs))}.{int((created - secs) * 1e6):06d}Z"
-
-
-def _default(value: Any) -> Any:
-    # Reached only for types orjson does not know; redact() already converted
-    # everything it understands, so this is the last resort.
-    return redact_text(_redact._safe_repr(value))
-
-
-def _fix_surrogates(value: Any) -> Any:
-    if isinstance(value, str):
-        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-    if isinstance(value, dict):
-        return {_fix_surrogates(k): _fix_surrogates(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_fix_surrogates(v) for v in value]
-    return value
-
-
-_CACHE_MAX = 4096
-_text_of: dict[Any, str] = {}
-
-
-def _as_text(value: Any) -> str:
-    """``str()`` of a process or thread id, cached (ids repeat on every record)."""
-    text = _text_of.get(value)
-    if text is None:
-        text = str(value)
-        if len(_text_of) >= _CACHE_MAX:
-            _text_of.clear()
-        _text_of[value] = text
-    return text
 
 
 def _base_layout() -> tuple[int, str]:
@@ -117,40 +80,13 @@ def _base_layout() -> tuple[int, str]:
     return len(keys), keys[-1]
 
 
+#: The event's first keys, from the record, in this order.
+_HEAD_KEYS = (
+    "timestamp", "level", "message", "logger", "lineno",
+    "process", "processName", "thread", "threadName",
+)  # fmt: skip
 #: How many attributes LogRecord.__init__ sets, and the last one's name.
 _BASE_COUNT, _BASE_LAST = _base_layout()
-_key_cache: dict[Any, tuple[str, bool]] = {}
-_text_cache: dict[str, str] = {}
-_cache_generation = -1
-
-
-def _caches() -> tuple[dict[Any, tuple[str, bool]], dict[str, str]]:
-    """The key and text caches, emptied whenever the registered secrets change."""
-    global _cache_generation
-    if _cache_generation != _redact.generation:
-        _key_cache.clear()
-        _text_cache.clear()
-        _cache_generation = _redact.generation
-    return _key_cache, _text_cache
-
-
-def _out_key(key: Any) -> tuple[str, bool]:
-    name, secret = check_key(key if type(key) is str else _redact._safe_str(key))
-    if name in PROTECTED:
-        name = f"extra_{name}"
-    return name, secret
-
-
-def _safe_value(key: str, value: Any) -> Any:
-    """Redact one field value, with a fast path for the common scalar types."""
-    cls = type(value)
-    if cls is str:
-        return redact_text(value)
-    if cls is int or cls is bool or value is None:
-        return value
-    if cls is float:
-        return value if math.isfinite(value) else repr(value)
-    return redact(value)
 
 
 class Renderer:
@@ -186,6 +122,24 @@ class Renderer:
         self._prefix = prefix.encode("utf-8")
         self._ts_cache: tuple[int, str] = (-1, "")
         self._last: tuple[logging.LogRecord, dict[str, Any], bytes] | None = None
+        #: The last record's process and thread ids, and their text.
+        self._ids: tuple[Any, Any, str, str] = (None, None, "", "")
+        self._template = self._make_template()
+
+    def _make_template(self) -> dict[str, Any] | None:
+        """The event's first keys, in order, with the static fields' values.
+
+        Each record's event is a copy with the record's values put in: a copy
+        that never grows, where a new dict took the static fields one by one.
+        None when a static field has the name of a record attribute the event
+        holds: the static value then wins, which the template cannot express.
+        """
+        head = (*_HEAD_KEYS, *self._include)
+        if not self._static.keys().isdisjoint(head):
+            return None
+        template = dict.fromkeys(head)
+        template.update(self._static)
+        return template
 
     @property
     def static_fields(self) -> Mapping[str, Any]:
@@ -197,6 +151,7 @@ class Renderer:
         clone = Renderer.__new__(Renderer)
         clone.__dict__.update(self.__dict__)
         clone._static = Renderer(static_fields)._static
+        clone._template = clone._make_template()
         return clone
 
     def _timestamp(self, created: float) -> str:
@@ -249,25 +204,30 @@ class Renderer:
                 try:  # LogRecord.getMessage() for a str, without its two calls
                     message = msg % args
                 except Exception:
-                    message = _message(record)  # says the formatting failed
+                    message = message_of(record)  # says the formatting failed
         elif isinstance(msg, Mapping) and not args:
             fields_from_msg, message = msg, ""
         else:
-            message = _message(record)
-        event: dict[str, Any] = {
-            "timestamp": self._timestamp(record.created),
-            "level": record.levelname,
-            "message": redact_text(message),
-            "logger": record.name,
-            "lineno": record.lineno,
-            "process": _as_text(record.process),
-            "processName": record.processName,
-            "thread": _as_text(record.thread),
-            "threadName": record.threadName,
-        }
+            message = message_of(record)
+        ids = self._ids
+        process, thread = record.process, record.thread
+        if process != ids[0] or thread != ids[1]:
+            ids = self._ids = (process, thread, as_text(process), as_text(thread))
+        template = self._template
+        event: dict[str, Any] = {} if template is None else template.copy()
+        # In _HEAD_KEYS' order (a new dict keeps the order of first assignment).
+        event["timestamp"] = self._timestamp(record.created)
+        event["level"] = record.levelname
+        event["message"] = redact_text(message)
+        event["logger"] = record.name
+        event["lineno"] = record.lineno
+        event["process"] = ids[2]
+        event["processName"] = record.processName
+        event["thread"] = ids[3]
+        event["threadName"] = record.threadName
         for attr in self._include:
-            event[attr] = _safe_value(attr, getattr(record, attr, None))
-        if self._static:
+            event[attr] = safe_value(attr, getattr(record, attr, None))
+        if template is None:
             event.update(self._static)
         context = _CONTEXT.get()
         if context:
@@ -288,7 +248,7 @@ class Renderer:
             exc_type = record.exc_info[0]
             if exc_type is not None:
                 event["error_type"] = exc_type.__name__
-                event["stack_trace"] = redact_text(_format_exception(record.exc_info))
+                event["stack_trace"] = redact_text(format_exception(record.exc_info))
         elif record.exc_text:
             event["stack_trace"] = redact_text(record.exc_text)
         if record.stack_info:
@@ -302,14 +262,14 @@ class Renderer:
         event: dict[str, Any], items: Iterable[tuple[Any, Any]], skip: frozenset[str] = frozenset()
     ) -> None:
         """Add redacted fields to ``event``: the hot loop of every record."""
-        keys, texts = _caches()
+        keys, texts = value_caches()
         for key, value in items:
             if key in skip:
                 continue
             out = keys.get(key)
             if out is None:
-                out = _out_key(key)
-                if len(keys) < _CACHE_MAX:
+                out = out_key(key)
+                if len(keys) < CACHE_MAX:
                     keys[key] = out
             name, secret = out
             if secret:
@@ -321,7 +281,7 @@ class Renderer:
                 if clean is None:
                     clean = redact_text(value)
                     if len(value) <= 256:
-                        if len(texts) >= _CACHE_MAX:
+                        if len(texts) >= CACHE_MAX:
                             texts.clear()
                         texts[value] = clean
                 event[name] = clean
@@ -335,11 +295,11 @@ class Renderer:
     def serialize(self, event: Mapping[str, Any]) -> bytes:
         """Serialise an event to one strict-JSON line (step 3); never raises."""
         try:
-            line = orjson.dumps(event, default=_default, option=_OPTIONS)
+            line = orjson.dumps(event, default=default_value, option=_OPTIONS)
         except Exception:
             try:
                 line = orjson.dumps(
-                    _fix_surrogates(redact(dict(event))), default=_default, option=_OPTIONS
+                    fix_surrogates(redact(dict(event))), default=default_value, option=_OPTIONS
                 )
             except Exception as exc:
                 line = orjson.dumps(
@@ -372,21 +332,3 @@ _BUILTIN_ATTRS = frozenset(
         "stack_info",
     }
 )
-
-
-def _message(record: logging.LogRecord) -> str:
-    try:
-        message = record.getMessage()
-    except Exception as exc:  # bad %-args must not lose the line
-        return (
-            f"{_redact._safe_str(record.msg)} <formatting failed: {type(exc).__name__}; "
-            f"args={_redact._safe_repr(record.args)}>"
-        )
-    return message if type(message) is str else _redact._safe_str(message)
-
-
-def _format_exception(exc_info: Any) -> str:
-    try:
-        return "".join(traceback.format_exception(*exc_info)).rstrip("\n")
-    except Exception as exc:
-        return f"<traceback could not be formatted: {type(exc).__name__}>"

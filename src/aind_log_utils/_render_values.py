@@ -1,0 +1,137 @@
+"""How one value of a record becomes safe, serialisable text: the renderer's helpers.
+
+Timestamps, the message, tracebacks, the text of process and thread ids, and
+the redaction of one field (its key and its value), with the caches that make
+the common case a dictionary lookup. :mod:`aind_log_utils._render` puts them
+together, once per record.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import traceback
+from typing import Any
+
+from . import _redact
+from ._redact import check_key, redact, redact_text
+
+__all__ = [
+    "CACHE_MAX",
+    "PROTECTED",
+    "as_text",
+    "default_value",
+    "fix_surrogates",
+    "format_exception",
+    "format_timestamp",
+    "message_of",
+    "out_key",
+    "safe_value",
+    "value_caches",
+]
+
+#: Fields the standard requires; an extra with one of these names is kept as
+#: ``extra_<name>`` instead of overwriting the record's own value.
+PROTECTED = frozenset({"timestamp", "level", "message"})
+
+
+def format_timestamp(created: float) -> str:
+    """Format a Unix time as ISO 8601 UTC with microseconds, ending in ``Z``.
+
+    Args:
+        created: seconds since the epoch (``LogRecord.created``).
+
+    Returns:
+        For example ``"2026-02-09T21:19:24.061270Z"``.
+    """
+    secs = int(created)
+    return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(secs))}.{int((created - secs) * 1e6):06d}Z"
+
+
+def default_value(value: Any) -> Any:
+    """The serialiser's last resort: the scrubbed ``repr`` of a value orjson does not know."""
+    # Reached only for types orjson does not know; redact() already converted
+    # everything it understands, so this is the last resort.
+    return redact_text(_redact._safe_repr(value))
+
+
+def fix_surrogates(value: Any) -> Any:
+    """``value`` with lone surrogates in its strings replaced, so it encodes as UTF-8."""
+    if isinstance(value, str):
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    if isinstance(value, dict):
+        return {fix_surrogates(k): fix_surrogates(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [fix_surrogates(v) for v in value]
+    return value
+
+
+CACHE_MAX = 4096
+_text_of: dict[Any, str] = {}
+
+
+def as_text(value: Any) -> str:
+    """``str()`` of a process or thread id, cached (ids repeat on every record)."""
+    text = _text_of.get(value)
+    if text is None:
+        text = str(value)
+        if len(_text_of) >= CACHE_MAX:
+            _text_of.clear()
+        _text_of[value] = text
+    return text
+
+
+_key_cache: dict[Any, tuple[str, bool]] = {}
+_text_cache: dict[str, str] = {}
+_cache_generation = -1
+
+
+def value_caches() -> tuple[dict[Any, tuple[str, bool]], dict[str, str]]:
+    """The key and text caches, emptied whenever the registered secrets change."""
+    global _cache_generation
+    if _cache_generation != _redact.generation:
+        _key_cache.clear()
+        _text_cache.clear()
+        _cache_generation = _redact.generation
+    return _key_cache, _text_cache
+
+
+def out_key(key: Any) -> tuple[str, bool]:
+    """A field's output name (``extra_<name>`` for a protected one) and whether it is secret."""
+    name, secret = check_key(key if type(key) is str else _redact._safe_str(key))
+    if name in PROTECTED:
+        name = f"extra_{name}"
+    return name, secret
+
+
+def safe_value(key: str, value: Any) -> Any:
+    """Redact one field value, with a fast path for the common scalar types."""
+    cls = type(value)
+    if cls is str:
+        return redact_text(value)
+    if cls is int or cls is bool or value is None:
+        return value
+    if cls is float:
+        return value if math.isfinite(value) else repr(value)
+    return redact(value)
+
+
+def message_of(record: logging.LogRecord) -> str:
+    """``record.getMessage()`` as a str; when it fails, the raw message saying so."""
+    try:
+        message = record.getMessage()
+    except Exception as exc:  # bad %-args must not lose the line
+        return (
+            f"{_redact._safe_str(record.msg)} <formatting failed: {type(exc).__name__}; "
+            f"args={_redact._safe_repr(record.args)}>"
+        )
+    return message if type(message) is str else _redact._safe_str(message)
+
+
+def format_exception(exc_info: Any) -> str:
+    """The traceback of ``exc_info`` as text, or a marker when it cannot be formatted."""
+    try:
+        return "".join(traceback.format_exception(*exc_info)).rstrip("\n")
+    except Exception as exc:
+        return f"<traceback could not be formatted: {type(exc).__name__}>"
