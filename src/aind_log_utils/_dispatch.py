@@ -8,7 +8,7 @@ from typing import Any
 
 from ._diagnostics import diagnose
 from ._render import Renderer
-from ._sink import Sink, is_internal
+from ._sink import INTERNAL_THREAD_PREFIX, Sink
 
 __all__ = ["DispatchHandler"]
 
@@ -31,8 +31,11 @@ class DispatchHandler(logging.Handler):
     ) -> None:
         super().__init__(level)
         self.renderer = renderer
-        self.sinks: list[Sink] = list(sinks)
-        self._sink_levels = [int(getattr(s, "level", 0) or 0) for s in self.sinks]
+        self.sinks: tuple[Sink, ...] = tuple(sinks)
+        #: Each sink's ``handle_event`` and threshold, looked up once.
+        self._targets = tuple(
+            (sink.handle_event, int(getattr(sink, "level", 0) or 0)) for sink in self.sinks
+        )
         self.counts: dict[str, int] = {}
         self.first_error: str | None = None
         self.render_errors = 0
@@ -41,7 +44,8 @@ class DispatchHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         """Render ``record`` once and pass it to each sink; never raises."""
         try:
-            if is_internal(record):
+            thread_name = record.threadName  # is_internal(record), inline
+            if thread_name is not None and thread_name.startswith(INTERNAL_THREAD_PREFIX):
                 return  # requests/urllib3 chatter from our own delivery workers: never loop
             event, line = self.renderer.render(record)
             # Handler.handle holds self.lock (an RLock) around emit: counts stay exact.
@@ -51,9 +55,9 @@ class DispatchHandler(logging.Handler):
             levelno = record.levelno
             if levelno >= logging.ERROR and self.first_error is None:
                 self.first_error = str(event.get("message", ""))
-            for sink, threshold in zip(self.sinks, self._sink_levels, strict=True):
+            for handle_event, threshold in self._targets:
                 if levelno >= threshold:
-                    sink.handle_event(event, line, record)
+                    handle_event(event, line, record)
         except Exception as exc:
             self.render_errors += 1
             diagnose("dispatch", f"a record could not be handled: {type(exc).__name__}")
