@@ -34,7 +34,6 @@ from ._hint import (
     FrameIds,
     FrameTable,
     definition,
-    typed_key,
 )
 from ._transport import LokiTransport
 
@@ -210,7 +209,9 @@ class LokiSink(EngineSink):
             self.spool_dir,
             {"max_batch_bytes": max_batch, **engine_options},
         )
-        self._frames: dict[tuple[Any, ...], tuple[bytes, bytes]] = {}
+        #: Frames by the id :attr:`_cache_ids` gave them (this process's own cache).
+        self._frames: dict[int, tuple[bytes, bytes]] = {}
+        self._cache_ids = FrameIds(_FRAME_FIELDS)
         self._frame_ids = FrameIds(_FRAME_FIELDS)  # the program's side (process delivery)
         self._defined = FrameTable()  # the sender's side
 
@@ -218,20 +219,29 @@ class LokiSink(EngineSink):
         return f"<LokiSink {self.push_url} program={self.program!r}>"
 
     def _frame(self, event: Mapping[str, Any]) -> tuple[bytes, bytes]:
-        """The item's bytes around its timestamp and line: once per distinct labels+metadata."""
-        key = typed_key(tuple(map(event.get, _FRAME_FIELDS)))
+        """The item's bytes around its timestamp and line: once per distinct labels+metadata.
+
+        Cached by the id :class:`FrameIds` gives the event's frame fields: its quick
+        lookup (one ``itemgetter``) finds the usual record's, where building a
+        type-aware key of all the fields cost about 0.5 us a record.
+        """
+        ids = self._cache_ids
         try:
-            frame, cacheable = self._frames.get(key), True
-        except TypeError:  # an unhashable value: build it, don't cache it
-            frame, cacheable = None, False
+            frame_id = ids.lookup(event, 0)
+            if frame_id is None:
+                assigned = ids.assign(event)
+                frame_id = None if assigned is None else assigned[0]
+        except Exception:  # an odd mapping: build its frame, don't cache it
+            frame_id = None
+        frame = None if frame_id is None else self._frames.get(frame_id)
         if frame is None:
             labels = orjson.dumps(loki_labels(event, self.program, self._static_labels))
             meta = loki_metadata(event) if self.structured_metadata else None
             frame = item_frame(labels, orjson.dumps(meta) if meta else None)
-            if cacheable:
+            if frame_id is not None:  # ids are never reused: an id names one frame
                 if len(self._frames) >= _MAX_FRAMES:
                     self._frames.clear()
-                self._frames[key] = frame
+                self._frames[frame_id] = frame
         return frame
 
     def push_event(self, event: Mapping[str, Any], line: bytes, ts_ns: int | None = None) -> None:
