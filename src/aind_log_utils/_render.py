@@ -38,7 +38,6 @@ from ._render_values import (
     format_timestamp,
     message_of,
     out_key,
-    safe_value,
     value_caches,
 )
 
@@ -232,7 +231,7 @@ class Renderer:
         event["thread"] = ids[3]
         event["threadName"] = record.threadName
         for attr in self._include:
-            event[attr] = safe_value(attr, getattr(record, attr, None))
+            event[attr] = redact(getattr(record, attr, None))
         if template is None:
             event.update(self._static)
         context = _CONTEXT.get()

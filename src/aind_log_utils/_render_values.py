@@ -9,13 +9,12 @@ together, once per record.
 from __future__ import annotations
 
 import logging
-import math
 import time
 import traceback
 from typing import Any
 
 from . import _redact
-from ._redact import check_key, redact, redact_text
+from ._redact import check_key, redact_text
 
 __all__ = [
     "CACHE_MAX",
@@ -27,7 +26,6 @@ __all__ = [
     "format_timestamp",
     "message_of",
     "out_key",
-    "safe_value",
     "value_caches",
 ]
 
@@ -103,18 +101,6 @@ def out_key(key: Any) -> tuple[str, bool]:
     if name in PROTECTED:
         name = f"extra_{name}"
     return name, secret
-
-
-def safe_value(key: str, value: Any) -> Any:
-    """Redact one field value, with a fast path for the common scalar types."""
-    cls = type(value)
-    if cls is str:
-        return redact_text(value)
-    if cls is int or cls is bool or value is None:
-        return value
-    if cls is float:
-        return value if math.isfinite(value) else repr(value)
-    return redact(value)
 
 
 def message_of(record: logging.LogRecord) -> str:
