@@ -302,3 +302,13 @@ def test_process_and_thread_ids_are_each_records_own() -> None:
     other.process = 12345
     assert renderer.render(other)[0]["process"] == "12345"
     assert renderer.render(make_record())[0]["process"] == str(records[0].process)
+
+
+def test_ids_turned_off_in_logging_render_as_before() -> None:
+    # logging.logThreads / logProcesses = False leave the ids None: "None" as ever,
+    # even on a renderer's first record.
+    record = make_record()
+    record.process = None
+    record.thread = None
+    event, _ = Renderer().render(record)
+    assert event["process"] == "None" and event["thread"] == "None"

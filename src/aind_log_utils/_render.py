@@ -86,6 +86,9 @@ _HEAD_KEYS = (
 )  # fmt: skip
 #: How many attributes LogRecord.__init__ sets, and the last one's name.
 _BASE_COUNT, _BASE_LAST = _base_layout()
+#: Equal to no process or thread id (not even None, which ids are when
+#: ``logging.logProcesses`` or ``logThreads`` is off).
+_NO_ID = object()
 
 
 class Renderer:
@@ -121,8 +124,8 @@ class Renderer:
         self._prefix = prefix.encode("utf-8")
         self._ts_cache: tuple[int, str] = (-1, "")
         self._last: tuple[logging.LogRecord, dict[str, Any], bytes] | None = None
-        #: The last record's process and thread ids, and their text.
-        self._ids: tuple[Any, Any, str, str] = (None, None, "", "")
+        #: The last record's process and thread ids, and their text (none yet).
+        self._ids: tuple[Any, Any, str, str] = (_NO_ID, _NO_ID, "", "")
         self._template = self._make_template()
 
     def _make_template(self) -> dict[str, Any] | None:
