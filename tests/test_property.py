@@ -100,3 +100,48 @@ def test_the_message_is_get_message_or_says_formatting_failed(template: str, arg
         assert "formatting failed" in event["message"]
     else:
         assert event["message"] == _redact.redact_text(expected)
+
+
+_HEAD = ("timestamp", "level", "message", "logger", "lineno",
+         "process", "processName", "thread", "threadName")  # fmt: skip
+#: Field names that collide with the event's own keys, and ordinary ones.
+_NAMES = st.sampled_from([*_HEAD, "funcName", "subject_id", "rig_id", "camera", "a", "b"])
+_PLAIN_VALUES = st.one_of(st.none(), st.integers(), st.text(max_size=8), st.booleans())
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    static=st.dictionaries(_NAMES, _PLAIN_VALUES, max_size=6),
+    include=st.lists(st.sampled_from(["funcName", "module", "filename", "levelno"]), max_size=3),
+    extras=st.dictionaries(
+        _NAMES.filter(lambda k: k not in RECORD_ATTRS), _PLAIN_VALUES, max_size=4
+    ),
+)
+def test_the_event_is_the_record_then_included_then_static_then_extras(
+    static: dict[str, Any], include: list[str], extras: dict[str, Any]
+) -> None:
+    """Whatever the static fields (named like the event's own keys or not), the event
+    is the one a fresh dict built in that order gives: same keys, order and values."""
+    from aind_log_utils._render import format_timestamp
+
+    renderer = Renderer(static, include_attrs=include)
+    record = logging.LogRecord("prop", logging.INFO, __file__, 7, "m %s", ("x",), None, "f")
+    record.__dict__.update(extras)
+    for _ in range(2):  # the first record, and one after it (the caches warm)
+        event = renderer.collect(record)
+        expected: dict[str, Any] = {
+            "timestamp": format_timestamp(record.created),
+            "level": "INFO",
+            "message": "m x",
+            "logger": "prop",
+            "lineno": 7,
+            "process": str(record.process),
+            "processName": record.processName,
+            "thread": str(record.thread),
+            "threadName": record.threadName,
+        }
+        for attr in include:
+            expected[attr] = getattr(record, attr)
+        expected.update(renderer.static_fields)
+        Renderer._merge(expected, extras.items())
+        assert list(event.items()) == list(expected.items())
