@@ -8,7 +8,7 @@ from typing import Any
 
 from ._diagnostics import diagnose
 from ._render import Renderer
-from ._sink import INTERNAL_THREAD_PREFIX, Sink
+from ._sink import Sink, is_internal
 
 __all__ = ["DispatchHandler"]
 
@@ -44,8 +44,7 @@ class DispatchHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         """Render ``record`` once and pass it to each sink; never raises."""
         try:
-            thread_name = record.threadName  # is_internal(record), inline
-            if thread_name is not None and thread_name.startswith(INTERNAL_THREAD_PREFIX):
+            if is_internal(record):
                 return  # requests/urllib3 chatter from our own delivery workers: never loop
             event, line = self.renderer.render(record)
             # Handler.handle holds self.lock (an RLock) around emit: counts stay exact.
