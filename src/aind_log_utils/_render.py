@@ -182,13 +182,7 @@ class Renderer:
             return last[1], last[2]
         try:
             event = self.collect(record)
-            try:  # serialize(), inline for the usual record
-                line = orjson.dumps(event, default=default_value, option=_OPTIONS)
-            except Exception:
-                line = self.serialize(event)  # tries again, then its fallbacks
-            else:
-                if self._prefix:
-                    line = self._prefix + line
+            line = self.serialize(event)
             self._last = (record, event, line)
             return event, line
         except Exception as exc:  # last resort: still one valid line
