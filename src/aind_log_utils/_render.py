@@ -86,9 +86,6 @@ _HEAD_KEYS = (
 )  # fmt: skip
 #: How many attributes LogRecord.__init__ sets, and the last one's name.
 _BASE_COUNT, _BASE_LAST = _base_layout()
-#: Equal to no process or thread id (not even None, which ids are when
-#: ``logging.logProcesses`` or ``logThreads`` is off).
-_NO_ID = object()
 
 
 class Renderer:
@@ -124,8 +121,6 @@ class Renderer:
         self._prefix = prefix.encode("utf-8")
         self._ts_cache: tuple[int, str] = (-1, "")
         self._last: tuple[logging.LogRecord, dict[str, Any], bytes] | None = None
-        #: The last record's process and thread ids, and their text (none yet).
-        self._ids: tuple[Any, Any, str, str] = (_NO_ID, _NO_ID, "", "")
         self._template = self._make_template()
 
     def _make_template(self) -> dict[str, Any] | None:
@@ -211,10 +206,6 @@ class Renderer:
             fields_from_msg, message = msg, ""
         else:
             message = message_of(record)
-        ids = self._ids
-        process, thread = record.process, record.thread
-        if process != ids[0] or thread != ids[1]:
-            ids = self._ids = (process, thread, as_text(process), as_text(thread))
         template = self._template
         event: dict[str, Any] = {} if template is None else template.copy()
         # In _HEAD_KEYS' order (a new dict keeps the order of first assignment).
@@ -223,9 +214,9 @@ class Renderer:
         event["message"] = redact_text(message)
         event["logger"] = record.name
         event["lineno"] = record.lineno
-        event["process"] = ids[2]
+        event["process"] = as_text(record.process)
         event["processName"] = record.processName
-        event["thread"] = ids[3]
+        event["thread"] = as_text(record.thread)
         event["threadName"] = record.threadName
         for attr in self._include:
             event[attr] = redact(getattr(record, attr, None))
