@@ -37,8 +37,8 @@ def receiver() -> Iterator[LokiReceiver]:
 
 
 def sender_of(link: ProcessLink) -> psutil.Process:
-    assert link._proc is not None
-    return psutil.Process(link._proc.pid)
+    assert link._sender is not None
+    return psutil.Process(link._sender.proc.pid)
 
 
 def session_to(receiver: LokiReceiver, tmp_path: Path, **options: Any) -> Any:
@@ -104,7 +104,7 @@ def test_the_sender_is_a_separate_process_without_secrets_in_argv_or_env(
         assert receiver.lines() == ['{"level":"INFO","message":"m"}']
     finally:
         sink.close()
-    popen = sink.engine._proc  # type: ignore[union-attr]
+    popen = sink.engine._sender.proc  # type: ignore[union-attr]
     assert popen is not None and popen.wait(10) == 0  # the sender exits once closed
     assert not proc.is_running()
 
@@ -168,7 +168,7 @@ def test_closed_sink_exits_its_sender_and_later_records_go_to_the_spool(
     sink.push_event({"level": "INFO"}, b'{"i":0}', time.time_ns())
     sink.close()
     sink.close()  # idempotent
-    popen = sink.engine._proc  # type: ignore[union-attr]
+    popen = sink.engine._sender.proc  # type: ignore[union-attr]
     assert popen is not None and popen.wait(10) == 0
     assert not proc.is_running()
     assert receiver.lines() == ['{"i":0}']
@@ -210,10 +210,10 @@ def test_a_sender_that_fails_to_start_loses_nothing(
 ) -> None:
     """Records wait in the caller until the sender says it is ready; when it dies
     first, they and every later record are sent from this process instead."""
-    from aind_log_utils._delivery import _link
+    from aind_log_utils._delivery import _sender
 
     monkeypatch.setattr(
-        _link, "HOST_ARGS", ("-c", "import sys, time; time.sleep(0.3); sys.exit(3)")
+        _sender, "HOST_ARGS", ("-c", "import sys, time; time.sleep(0.3); sys.exit(3)")
     )
     sink = LokiSink(receiver.url, spool_dir=tmp_path / "s", **FAST)
     try:
@@ -236,12 +236,12 @@ def test_a_sender_that_fails_to_start_loses_nothing(
 def test_records_a_hung_sender_never_took_are_spooled_at_close(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from aind_log_utils._delivery import _link
+    from aind_log_utils._delivery import _sender
 
-    monkeypatch.setattr(_link, "HOST_ARGS", ("-c", "import time; time.sleep(60)"))
+    monkeypatch.setattr(_sender, "HOST_ARGS", ("-c", "import time; time.sleep(60)"))
     sink = LokiSink("http://127.0.0.1:9", spool_dir=tmp_path / "s", **FAST)
     link = sink.engine
-    assert isinstance(link, ProcessLink) and link._proc is not None
+    assert isinstance(link, ProcessLink) and link._sender is not None
     try:
         for i in range(200):
             sink.push_event({"level": "INFO"}, b'{"i":%d}' % i, time.time_ns() + i)
@@ -250,8 +250,8 @@ def test_records_a_hung_sender_never_took_are_spooled_at_close(
         assert time.monotonic() - start < 0.5 + 1.0 + 1.0  # the bound, its grace, slack
         assert sink.counters()["spooled"] == 200
     finally:
-        link._proc.kill()
-        link._proc.wait(10)
+        link._sender.proc.kill()
+        link._sender.proc.wait(10)
     items = [i for p in (tmp_path / "s").glob("*.spool") for i in read_segment(p).items]
     assert len(items) == 200  # on disk, for the next start
 
@@ -261,18 +261,18 @@ def test_records_past_a_full_buffer_are_sent_from_this_process(
 ) -> None:
     """A sender that never reads: past the buffer's cap the program sends itself.
 
-    The records go through the caller's usual path (a hinted record, framed in one
-    struct call); once the buffer is full that path hands each record on to a sink
-    in this process, and at close so does what the buffer held: every record is
-    delivered, once.
+    The records go through the caller's usual path (a hinted record, handed over
+    and framed into the buffer in batches); once the buffer is full each batch goes
+    on to a sink in this process, and at close so does what the buffer held: every
+    record is delivered, once.
     """
-    from aind_log_utils._delivery import _link
+    from aind_log_utils._delivery import _sender
 
-    monkeypatch.setattr(_link, "HOST_ARGS", ("-c", "import time; time.sleep(60)"))
+    monkeypatch.setattr(_sender, "HOST_ARGS", ("-c", "import time; time.sleep(60)"))
     session = session_to(receiver, tmp_path, max_queue_bytes=64 * 1024)
     sink = next(s for s in session.sinks if s.name == "loki")
     link = sink.engine
-    assert isinstance(link, ProcessLink) and link._proc is not None
+    assert isinstance(link, ProcessLink) and link._sender is not None
     n = 400  # ~1 KB a line: several times the 64 KiB buffer
     try:
         log = logging.getLogger("full")
@@ -282,8 +282,8 @@ def test_records_past_a_full_buffer_are_sent_from_this_process(
         assert 0 < overflowed < n
         session.close(timeout_s=10)
     finally:
-        link._proc.kill()
-        link._proc.wait(10)
+        link._sender.proc.kill()
+        link._sender.proc.wait(10)
     ids = [orjson.loads(line)["message"].split()[1] for line in receiver.lines()]
     assert sorted(ids, key=int) == [str(i) for i in range(n)]  # all, once
 
@@ -293,13 +293,13 @@ def test_the_sender_imports_from_the_programs_sys_path(
 ) -> None:
     """A capsule that put its own folder on sys.path gets a sender that sees it too,
     with the program's order kept (the standard library before site-packages)."""
-    from aind_log_utils._delivery._link import _sender_path
+    from aind_log_utils._delivery._sender import sender_path
 
     extra = tmp_path / "vendored"
     extra.mkdir()
     monkeypatch.setattr(sys, "path", [str(extra), *sys.path, str(tmp_path / "missing"), ""])
     monkeypatch.setenv("PYTHONPATH", "/from/env")
-    parts = _sender_path(str(tmp_path / "pkg" / "aind_log_utils" / "__init__.py")).split(os.pathsep)
+    parts = sender_path(str(tmp_path / "pkg" / "aind_log_utils" / "__init__.py")).split(os.pathsep)
     program = [p for p in sys.path if p and os.path.isdir(p)]
     assert parts[: len(program)] == list(dict.fromkeys(program))
     assert parts[len(program) :] == [str(tmp_path / "pkg"), "/from/env"]

@@ -147,7 +147,8 @@ class EngineSink:
         """
         from ._delivery import DeliveryEngine
         from ._delivery._engine import OPTION_DEFAULTS
-        from ._delivery._link import ProcessLink, process_delivery_supported
+        from ._delivery._link import ProcessLink
+        from ._delivery._sender import process_delivery_supported
 
         if delivery not in DELIVERY_MODES:
             raise ValueError(f"delivery: expected one of {DELIVERY_MODES}, got {delivery!r}")

@@ -6,15 +6,18 @@ wait) while the program is busy logging, the two threads trade it through
 futex wake-ups and forced switches, and the program pays for every one: on a
 2-core VM that cost twice what the file sink does per record. With
 ``delivery="process"`` (the default where it works), a sink hands each record to
-a :class:`ProcessLink`: the caller's thread appends a few bytes to a buffer and,
-every 64 KiB, writes the buffer to a non-blocking pipe. A sender process (see
+a :class:`ProcessLink`: the caller's thread appends it (a few bytes the sink
+packed, and the JSON line) to a list; every :data:`PACK_EVERY` records it frames
+them into a buffer in one go, and every 64 KiB writes the buffer to a
+non-blocking pipe. A sender process (see
 :mod:`._host`) builds the same sink in thread mode and does everything else
 (encoding, batching, retries, the spool) on its own GIL.
 
 What this changes for delivery:
 
-- A SIGKILL of the program loses at most the unwritten buffer (< 64 KiB, and
-  never older than :data:`WRITE_EVERY_S`): what reached the pipe is read,
+- A SIGKILL of the program loses at most the unwritten buffer (< 64 KiB, and the
+  last records handed over, fewer than :data:`PACK_EVERY`; none older than
+  :data:`WRITE_EVERY_S` while the link's thread gets the GIL): what reached the pipe is read,
   delivered or spooled by the sender, which closes its sink when the pipe ends.
 - When the sender cannot be started, or dies, the same sink is built in this
   process (thread mode) and takes the records still buffered here, and everything
@@ -31,79 +34,38 @@ from __future__ import annotations
 
 import os
 import select
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from .._diagnostics import diagnose
 from ._lifecycle import manage, release
-from ._segment import write_all
-from ._wire import HEADER, control_frame, split_frames
+from ._sender import SenderProcess, merge_counters
+from ._wire import HEADER, split_frames
 
-__all__ = ["WRITE_AT_BYTES", "WRITE_EVERY_S", "ProcessLink", "process_delivery_supported"]
+__all__ = [
+    "PACK_EVERY",
+    "WRITE_AT_BYTES",
+    "WRITE_EVERY_S",
+    "ProcessLink",
+]
 
 #: The caller writes the buffer to the pipe once it holds this much.
 WRITE_AT_BYTES = 64 * 1024
 #: The link's thread writes a smaller buffer after at most this long.
 WRITE_EVERY_S = 0.1
-#: How the sender is started: ``sys.executable`` with these arguments and its reply fd.
-HOST_ARGS = ("-m", "aind_log_utils._delivery._host")
+#: The caller frames the records it handed over (:meth:`ProcessLink.hand`) into
+#: the buffer once this many wait: one lock and one join for all of them, where
+#: a lock and three appends a record cost the caller about 1 us more each.
+PACK_EVERY = 64
 #: How long a flush or close waits for the sender beyond the timeout it gave it.
 _GRACE_S = 1.0
 #: How long stats() waits for the sender's counters.
 _STATS_WAIT_S = 2.0
-_F_SETPIPE_SZ = 1031
-_PIPE_BYTES = 1 << 20
 
 _LIVE, _UNSPAWNED, _LOCAL, _CLOSED = "live", "unspawned", "local", "closed"
 _pack_header = HEADER.pack
-
-
-def process_delivery_supported() -> bool:
-    """True where a sender process can run: POSIX, a real interpreter on disk."""
-    exe = sys.executable
-    return (
-        os.name == "posix"
-        and bool(exe)
-        and os.path.exists(exe)
-        and not getattr(sys, "frozen", False)
-    )
-
-
-def _sender_path(package_file: str) -> str:
-    """The sender's ``PYTHONPATH``: this program's ``sys.path``, then this package's root.
-
-    The program's entries keep their order (the standard library before
-    site-packages, as here); the package's root is added when the program
-    imported it from elsewhere. A program that found its modules through
-    ``sys.path`` changes (common in capsules) has the sender import the very
-    same ones.
-    """
-    entries = [p for p in sys.path if p and os.path.isdir(p)]
-    entries.append(os.path.dirname(os.path.dirname(os.path.abspath(package_file))))
-    entries += (os.environ.get("PYTHONPATH") or "").split(os.pathsep)
-    return os.pathsep.join(dict.fromkeys(p for p in entries if p))
-
-
-def merge_counters(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    """Add two counter dicts (numbers add, reason dicts add per reason)."""
-    out = dict(a)
-    for key, value in b.items():
-        if isinstance(value, dict):
-            merged = dict(out.get(key) or {})
-            for reason, count in value.items():
-                merged[reason] = merged.get(reason, 0) + count
-            out[key] = merged
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            out[key] = out.get(key, 0) + value
-        else:
-            out.setdefault(key, value)
-    return out
 
 
 class ProcessLink:
@@ -147,40 +109,33 @@ class ProcessLink:
     def _init_state(self) -> None:
         self._lock = threading.Lock()
         self._request_lock = threading.Lock()
-        self._replied = threading.Condition(threading.Lock())
-        self._replies: dict[int, dict[str, Any]] = {}
-        self._last: dict[str, Any] = {}
         self._buf = bytearray()
         self._write_at = WRITE_AT_BYTES
         self._ready = False
         self._state = _UNSPAWNED
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._sender: SenderProcess | None = None
         self._fd = -1
-        self._reply_fd = -1
-        self._gone = False
-        self._next_id = 0
         self._tick = threading.Event()
         self._errors = 0
         self._dropped: dict[str, int] = {}
+        #: Records handed over and not framed yet, ``(prefix, payload)`` each; the
+        #: caller appends without the lock (one ``list.append``, atomic).
+        self.pending: list[tuple[bytes, bytes]] = []
+        #: True while :meth:`hand` may leave records in :attr:`pending` (the
+        #: sender is live and the link's thread frames them within its tick).
+        self.batching = False
 
     def _close_pipe(self) -> None:
         """Close our end of the sender's stdin (it then sees the end of its input)."""
-        proc, self._fd = self._proc, -1
-        if proc is not None and proc.stdin is not None:
-            try:
-                proc.stdin.close()
-            except OSError:
-                pass
+        self._fd = -1
+        if self._sender is not None:
+            self._sender.close_pipe()
 
     def _reinit_after_fork(self) -> None:
         # The parent's sender, pipe and buffered records are the parent's.
         self._close_lock = threading.Lock()
-        self._close_pipe()
-        if self._reply_fd >= 0 and self._state is _LIVE:
-            try:
-                os.close(self._reply_fd)
-            except OSError:
-                pass
+        if self._sender is not None:
+            self._sender.forget()
         state, local = self._state, self._local_sink
         self._init_state()
         if state in (_LOCAL, _CLOSED):
@@ -190,89 +145,38 @@ class ProcessLink:
     # ---- the sender process --------------------------------------------------
     def _spawn(self) -> None:
         """Start the sender (under the lock); on failure, run the sink locally."""
-        import aind_log_utils
-
         self.generation += 1
-        reply_r, reply_w = os.pipe()
         try:
-            env = {**os.environ, "PYTHONPATH": _sender_path(aind_log_utils.__file__)}
-            proc = subprocess.Popen(
-                [sys.executable, *HOST_ARGS, str(reply_w)],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.DEVNULL,  # never hold a pipe the program's parent reads
-                bufsize=0,
-                pass_fds=(reply_w,),
-                start_new_session=True,
-                env=env,
-            )
+            sender = SenderProcess(self.name, self._sender_ready, self._sender_ended)
         except Exception as exc:
-            os.close(reply_r)
-            os.close(reply_w)
             diagnose(
                 f"{self.name}:spawn", f"{self.name}: no sender process ({exc}); sending from here"
             )
             self._state = _LOCAL
             self._ensure_local()
             return
-        os.close(reply_w)
-        assert proc.stdin is not None
-        self._proc, self._fd, self._reply_fd = proc, proc.stdin.fileno(), reply_r
-        try:
-            import fcntl  # POSIX only, as process delivery is
-
-            fcntl.fcntl(self._fd, _F_SETPIPE_SZ, _PIPE_BYTES)
-        except (ImportError, OSError):
-            pass  # the default pipe (64 KiB) works, with more writes
+        self._sender, self._fd = sender, sender.fd
         # Records stay here until the sender says it is ready: one that fails to
         # start then takes none of them with it (they go to the local sink).
         self._ready = False
         self._state = _LIVE
         try:
-            write_all(self._fd, control_frame({"op": "start", "spec": self._spec}))
+            sender.start(self._spec)
         except OSError:
-            os.close(reply_r)
             self._lost_sender("the sender process did not start")
             return
-        os.set_blocking(self._fd, False)
-        self._gone = False
-        threading.Thread(
-            target=self._read_replies,
-            args=(reply_r, proc),
-            name=f"aind-log-{self.name}-reply",
-            daemon=True,
-        ).start()
         threading.Thread(
             target=self._write_loop, name=f"aind-log-{self.name}-link", daemon=True
         ).start()
+        self.batching = True
 
-    def _read_replies(self, reply_fd: int, proc: subprocess.Popen[bytes]) -> None:
-        with os.fdopen(reply_fd, "rb", closefd=False) as stream:
-            for line in stream:
-                try:
-                    message = orjson.loads(line)
-                except orjson.JSONDecodeError:
-                    continue
-                if message.get("ready"):
-                    with self._lock:
-                        self._ready = True
-                        if self._state is _LIVE and self._buf:
-                            self._write_some()
-                    continue
-                with self._replied:
-                    self._last = message.get("counters") or self._last
-                    self._replies[message.get("id", -1)] = message
-                    self._replied.notify_all()
-        try:
-            proc.wait(5.0)  # reap it: a zombie would look alive to the spool's claims
-        except subprocess.TimeoutExpired:
-            pass
-        with self._replied:
-            self._gone = True
-            self._replied.notify_all()
-        try:
-            os.close(reply_fd)
-        except OSError:
-            pass
+    def _sender_ready(self) -> None:
+        with self._lock:
+            self._ready = True
+            if self._state is _LIVE and self._buf:
+                self._write_some()
+
+    def _sender_ended(self) -> None:
         with self._lock:
             if self._state is _LIVE and not self._closed:
                 self._lost_sender("the sender process ended")
@@ -289,6 +193,8 @@ class ProcessLink:
             with self._lock:
                 if self._state is not _LIVE:
                     return
+                if self.pending:
+                    self._pack_pending()
                 if self._buf:
                     self._write_some()
                 backlog, fd = bool(self._buf), self._fd
@@ -322,13 +228,15 @@ class ProcessLink:
         diagnose(f"{self.name}:sender", f"{self.name}: {why}; sending from this process")
         self.generation += 1
         self._state = _LOCAL
+        self.batching = False
         self._tick.set()
         self._buffer_to_local()
 
     def _buffer_to_local(self) -> int:
-        """Hand the buffered records to the local sink (under the lock); how many."""
-        pending, self._buf = self._buf, bytearray()
-        records = [payload for control, payload in split_frames(pending)[0] if not control]
+        """Hand the buffered and pending records to the local sink (under the lock); how many."""
+        buffered, self._buf = self._buf, bytearray()
+        records = [payload for control, payload in split_frames(buffered)[0] if not control]
+        records += [prefix + payload for prefix, payload in self._take_pending()]
         if records:
             self._ensure_local().host_records(records)
         return len(records)
@@ -343,55 +251,108 @@ class ProcessLink:
         return self._local_sink
 
     # ---- the caller's side ---------------------------------------------------
+    def hand(self, prefix: bytes, payload: bytes) -> None:
+        """Hand one record (``prefix + payload``) to the sender; never blocks, never raises.
+
+        The usual record costs the caller one ``list.append``: every
+        :data:`PACK_EVERY` records it frames them all into the buffer (and writes
+        the buffer once it holds 64 KiB); the link's thread frames and writes
+        what waits at least every :data:`WRITE_EVERY_S`. Anything but a live
+        sender (not spawned yet in a forked child, sending locally, closed) goes
+        through :meth:`submit`.
+
+        Args:
+            prefix: what the sink packed in front of the payload (bytes).
+            payload: the record's JSON line (bytes).
+        """
+        if self.batching:
+            pending = self.pending
+            pending.append((prefix, payload))
+            if len(pending) >= PACK_EVERY:
+                self.pack_pending()
+        else:
+            self.submit(payload, prefix)
+
+    def pack_pending(self) -> None:
+        """Frame the records handed over into the buffer; write it when it is full."""
+        try:
+            with self._lock:
+                self._pack_pending()
+                if self._state is _LIVE and len(self._buf) >= self._write_at:
+                    # A full pipe is left to the link's thread, which waits for
+                    # room: the caller retries only every 64 KiB more.
+                    self._write_some()
+        except Exception as exc:
+            self._count_error("submit", exc)
+
+    def _take_pending(self) -> list[tuple[bytes, bytes]]:
+        """Take the records handed over so far, in order (under the lock).
+
+        The same list object stays in place: a caller that appends while this
+        runs appends behind what is taken, and is taken next time.
+        """
+        pending = self.pending
+        count = len(pending)
+        taken = pending[:count]
+        del pending[:count]
+        return taken
+
+    def _pack_pending(self) -> None:
+        """Frame the pending records into the buffer, in order (under the lock).
+
+        Not live (a straggler handed over as the sender was lost or the link
+        closed) or over the buffer's bound: they go to the local sink instead.
+        """
+        items = self._take_pending()
+        if not items:
+            return
+        if self._state is _LIVE and len(self._buf) < self._max_buffer:
+            parts: list[bytes] = []
+            append = parts.append
+            for prefix, payload in items:
+                append(_pack_header(len(prefix) + len(payload)))
+                append(prefix)
+                append(payload)
+            self._buf += b"".join(parts)
+            return
+        if self._state is _LIVE:
+            self._count_sent_locally(len(items))
+        self._ensure_local().host_records([prefix + payload for prefix, payload in items])
+
     def submit(self, payload: bytes, prefix: bytes = b"") -> None:
-        """Hand one packed record (``prefix + payload``) to the sender; never blocks, never raises."""
+        """Hand one packed record (``prefix + payload``) to the sender at once; never raises.
+
+        Behind every record handed over before it (:meth:`hand`): a frame
+        definition the next records name, a forked child's first record, a
+        record while the sender is not live.
+        """
         try:
             with self._lock:
                 if self._state is _UNSPAWNED:
                     self._spawn()  # the first record of a forked child
                 if self._state is _LIVE:
+                    if self.pending:
+                        self._pack_pending()
                     buf = self._buf
                     if len(buf) < self._max_buffer:
                         buf += _pack_header(len(prefix) + len(payload))
                         buf += prefix
                         buf += payload
                         if len(buf) >= self._write_at:
-                            # A full pipe is left to the link's thread, which waits
-                            # for room: the caller retries only every 64 KiB more.
-                            self._write_some()
+                            self._write_some()  # as in pack_pending
                         return
-                    self._dropped["buffer_full_sent_locally"] = (
-                        self._dropped.get("buffer_full_sent_locally", 0) + 1
-                    )
+                    self._count_sent_locally(1)
+                records = [p + q for p, q in self._take_pending()]
+                records.append(prefix + payload)
                 local = self._ensure_local()
-            local.host_records([prefix + payload])
+            local.host_records(records)
         except Exception as exc:
             self._count_error("submit", exc)
 
-    def submit_frame(self, head: bytes, payload: bytes) -> bool:
-        """Hand one record whose frame header the caller packed; never blocks, never raises.
-
-        ``head`` is the frame's :data:`~._wire.HEADER` (the length of everything
-        after it) and the sink's prefix, packed in one go: the usual record of a
-        busy sink costs the caller one ``struct`` call and two appends.
-
-        Returns:
-            False, taking nothing, when the link is not sending (not spawned yet
-            in a forked child, sending locally, closed) or its buffer is full: the
-            caller then hands the record to :meth:`submit`, which handles those.
-        """
-        try:
-            with self._lock:
-                if self._state is not _LIVE or len(self._buf) >= self._max_buffer:
-                    return False
-                buf = self._buf
-                buf += head
-                buf += payload
-                if len(buf) >= self._write_at:
-                    self._write_some()  # as in submit: a full pipe is the link thread's
-        except Exception as exc:
-            self._count_error("submit", exc)
-        return True
+    def _count_sent_locally(self, count: int) -> None:
+        """Count records the full buffer sent to the local sink (under the lock)."""
+        reason = "buffer_full_sent_locally"
+        self._dropped[reason] = self._dropped.get(reason, 0) + count
 
     def _count_error(self, where: str, exc: BaseException) -> None:
         self._errors += 1
@@ -402,19 +363,15 @@ class ProcessLink:
         deadline = time.monotonic() + wait_s
         with self._request_lock:
             with self._lock:
-                if self._state is not _LIVE:
+                sender = self._sender
+                if self._state is not _LIVE or sender is None:
                     return None
-                self._next_id += 1
-                rid = self._next_id
-                self._buf += control_frame({"op": op, "id": rid, **fields})
+                self._pack_pending()  # the message goes behind every record
+                rid, frame = sender.request(op, **fields)
+                self._buf += frame
             if not self._drain(deadline):
                 return None
-            with self._replied:
-                self._replied.wait_for(
-                    lambda: rid in self._replies or self._gone,
-                    max(0.0, deadline - time.monotonic()),
-                )
-                return self._replies.pop(rid, None)
+            return sender.answer(rid, max(0.0, deadline - time.monotonic()))
 
     def _drain(self, deadline: float) -> bool:
         """Write the whole buffer, waiting for the pipe up to ``deadline``."""
@@ -449,14 +406,17 @@ class ProcessLink:
         """The sender's counters (asked for now), with this side's added."""
         if self._state is _LIVE:
             reply = self._request("stats", _STATS_WAIT_S)
-            child = reply["counters"] if reply else dict(self._last)
+            child = reply["counters"] if reply else self._last_counters()
         else:
-            child = self._final or dict(self._last)
+            child = self._final or self._last_counters()
         out = merge_counters(child, {"errors": self._errors, "dropped": dict(self._dropped)})
         out.setdefault("sent", 0)
         if self._local_sink is not None:
             out = merge_counters(out, self._local_sink.counters())
         return out
+
+    def _last_counters(self) -> dict[str, Any]:
+        return dict(self._sender.last) if self._sender is not None else {}
 
     def close(self, timeout_s: float | None = None) -> None:
         """Flush within ``timeout_s``, let the sender spool the rest and exit; idempotent."""
@@ -473,6 +433,7 @@ class ProcessLink:
                 self._final = reply.get("counters") or {}
             with self._lock:
                 self._state = _CLOSED
+                self.batching = False
                 self._tick.set()
                 self._close_pipe()
                 # What the sender never took is spooled here, by a local sink
@@ -484,13 +445,13 @@ class ProcessLink:
                         f"{self.name}: the sender did not take {unsent} record(s) in "
                         "time; they are spooled for the next start",
                     )
-            proc = self._proc
-            if proc is not None:
-                try:
-                    proc.wait(max(0.1, deadline - time.monotonic()))
-                except subprocess.TimeoutExpired:
-                    pass  # it spools what it holds at its own deadline, then exits
+            if self._sender is not None:
+                self._sender.wait(deadline - time.monotonic())
         with self._lock:
             self._state = _CLOSED
+            self.batching = False
+            stragglers = self._take_pending()  # handed over as the link closed
+            if stragglers:
+                self._ensure_local().host_records([p + q for p, q in stragglers])
         if self._local_sink is not None:
             self._local_sink.close(timeout)

@@ -13,7 +13,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 
-from .._delivery._wire import HEADER
 from .._sink import EngineSink, SinkHandler
 from ._encode import (
     LABEL_FIELDS,
@@ -51,8 +50,8 @@ _MAX_FRAMES = 1024
 _WITH_CREATED = struct.Struct(">Bd")
 #: In front of :meth:`LokiSink.push_event`'s line: flag 1 and the entry's time in ns.
 _WITH_EVENT = struct.Struct(">Bq")
-#: A hinted record's pipe frame header and prefix in one struct: ``>I`` + :data:`HINTED`.
-_pack_framed = struct.Struct(HEADER.format + HINTED.format.lstrip(">")).pack
+#: In front of a hinted record's line: flag 2, ``created`` and the frame's id.
+_pack_hinted = HINTED.pack
 
 
 def normalize_push_url(url: str) -> tuple[str, tuple[str, str] | None]:
@@ -305,13 +304,9 @@ class LokiSink(EngineSink):
         except Exception:  # an odd mapping: the sender reads the line back
             frame_id = 0
         if frame_id:
-            created = record.created
-            if not link.submit_frame(
-                _pack_framed(HINTED.size + len(line), FLAG_HINTED, created, frame_id), line
-            ):
-                link.submit(line, HINTED.pack(FLAG_HINTED, created, frame_id))
+            link.hand(_pack_hinted(FLAG_HINTED, record.created, frame_id), line)
         else:
-            link.submit(line, _WITH_CREATED.pack(0, record.created))
+            link.hand(_WITH_CREATED.pack(0, record.created), line)
 
     def _new_frame_id(self, event: Mapping[str, Any], link: Any) -> int:
         """The id of a frame the quick lookup did not find (defined to the sender if new).

@@ -258,7 +258,7 @@ class SipeSink(EngineSink):
                 attrs = orjson.dumps(get_record_attrs(record.__dict__), default=str)
             except (KeyError, TypeError):  # a hand-made record, or a factory's objects
                 attrs = orjson.dumps([plain(value) for value in record_values(record)])
-            link.submit(line, _KIND_BYTES[kind] + attrs + b"\n")
+            link.hand(_KIND_BYTES[kind] + attrs + b"\n", line)
         except Exception:
             self.engine._count_error("encode", RuntimeError("encoding failed"))
 

@@ -1,0 +1,182 @@
+"""The caller's hand-over to a sender process in batches (``ProcessLink.hand``).
+
+A record handed over waits in a list until PACK_EVERY of them are framed at once,
+or the link's thread frames them on its tick, or a flush, a record sent at once,
+the sender's loss or close takes them. Real sender processes, a real Loki
+receiver and a real SIPE receiver on loopback.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+from _support import FAST, sipe_session_to
+from aind_log_utils import setup_logging
+from aind_log_utils._delivery._link import PACK_EVERY, WRITE_EVERY_S, ProcessLink
+from aind_log_utils._loki import LokiSink
+from aind_log_utils._loki._sink import _WITH_CREATED
+from aind_log_utils.testing import LokiReceiver, SipeReceiver
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="process delivery is POSIX")
+
+
+@pytest.fixture
+def receiver() -> Iterator[LokiReceiver]:
+    with LokiReceiver(rate_limit_bytes_s=None, discover_service_name=False) as server:
+        yield server
+
+
+def record(i: int) -> logging.LogRecord:
+    return logging.LogRecord("batch", logging.INFO, __file__, i, "m %d", (i,), None)
+
+
+def link_of(sink: LokiSink) -> ProcessLink:
+    link = sink.engine
+    assert isinstance(link, ProcessLink)
+    return link
+
+
+def test_a_part_batch_leaves_on_the_links_tick_in_order(
+    receiver: LokiReceiver, tmp_path: Path
+) -> None:
+    """Full batches go when the caller frames them; the rest on the link's next tick."""
+    session = setup_logging(
+        "batch-test", console=False, log_file=False, handle_sigterm=False, send_start_log=False,
+        loki_url=receiver.url, loki_options={**FAST, "spool_dir": str(tmp_path / "s")},
+    )  # fmt: skip
+    try:
+        n = 3 * PACK_EVERY + 5
+        log = logging.getLogger("batch")
+        start = time.monotonic()
+        for i in range(n):
+            log.info("record %d", i)
+        assert receiver.wait_for(n, 10)  # no flush: the last 5 went on a tick
+        assert time.monotonic() - start < 5 + WRITE_EVERY_S
+        messages = [orjson.loads(line)["message"] for line in receiver.lines()]
+        assert messages == [f"record {i}" for i in range(n)]
+    finally:
+        session.close()
+
+
+def test_a_flush_takes_what_waits_to_be_framed(receiver: LokiReceiver, tmp_path: Path) -> None:
+    """The flush request goes behind the records handed over before it."""
+    sink = LokiSink(receiver.url, spool_dir=tmp_path / "s", **FAST)
+    try:
+        event = {"level": "INFO", "message": "m"}
+        for round_ in range(5):
+            for i in range(3):
+                sink.handle_event(event, b'{"r":%d,"i":%d}\n' % (round_, i), record(i))
+            assert sink.flush(10)
+            # At once: the flush's answer came after the sender sent them.
+            assert len(receiver.lines()) == 3 * (round_ + 1)
+    finally:
+        sink.close()
+
+
+def test_records_sent_at_once_keep_their_place_behind_the_batch(
+    receiver: LokiReceiver, tmp_path: Path
+) -> None:
+    """``push_event`` goes through ``submit`` (not batched), a new frame's definition
+    too: both go behind every record handed over before them, so one stream's
+    entries arrive in the order of the calls."""
+    sink = LokiSink(receiver.url, spool_dir=tmp_path / "s", **FAST)
+    try:
+        events = [{"level": "INFO", "message": "m", "subject_id": f"s{k}"} for k in range(3)]
+        for i in range(4 * PACK_EVERY):
+            line = b'{"level":"INFO","i":%d}\n' % i
+            event = events[(i // 50) % 3]  # a new frame now and then: a definition
+            if i % 7 == 3:
+                sink.push_event(event, line, time.time_ns())
+            else:
+                sink.handle_event(event, line, record(i))
+        assert sink.flush(10)
+        arrived = [orjson.loads(line)["i"] for line in receiver.lines()]
+        assert arrived == list(range(4 * PACK_EVERY))
+        metadata = [(e.metadata or {}).get("subject_id") for e in receiver.entries()]
+        assert metadata == [f"s{(i // 50) % 3}" for i in range(4 * PACK_EVERY)]
+    finally:
+        sink.close()
+
+
+def test_threads_handing_over_at_once_lose_and_repeat_nothing(
+    receiver: LokiReceiver, tmp_path: Path
+) -> None:
+    session = setup_logging(
+        "batch-test", console=False, log_file=False, handle_sigterm=False, send_start_log=False,
+        loki_url=receiver.url, loki_options={**FAST, "spool_dir": str(tmp_path / "s")},
+    )  # fmt: skip
+    threads_n, per_thread = 8, 700
+    go = threading.Barrier(threads_n)
+
+    def work(t: int) -> None:
+        log = logging.getLogger(f"batch.{t}")
+        go.wait()
+        for i in range(per_thread):
+            log.info("t%d %d", t, i)
+
+    try:
+        threads = [threading.Thread(target=work, args=(t,)) for t in range(threads_n)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert session.flush(timeout_s=20)
+        assert receiver.wait_for(threads_n * per_thread, 10)
+    finally:
+        session.close()
+    seen: dict[int, list[int]] = {t: [] for t in range(threads_n)}
+    for line in receiver.lines():
+        t, i = orjson.loads(line)["message"][1:].split()
+        seen[int(t)].append(int(i))
+    assert all(seen[t] == list(range(per_thread)) for t in range(threads_n))  # once, in order
+
+
+def test_a_record_handed_over_as_the_sender_was_lost_is_delivered(
+    receiver: LokiReceiver, tmp_path: Path
+) -> None:
+    """A thread that saw the link batching just before its sender was lost leaves its
+    record in the list after the loss moved the rest to a sink in this process: the
+    next record sent, or close, takes it, in its place."""
+    sink = LokiSink(receiver.url, spool_dir=tmp_path / "s", **FAST)
+    link = link_of(sink)
+    event = {"level": "INFO", "message": "m"}
+    try:
+        sink.handle_event(event, b'{"level":"INFO","i":0}\n', record(0))
+        assert sink.flush(10)
+        assert link._sender is not None
+        link._sender.proc.send_signal(signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while link._state == "live" and time.monotonic() < deadline:
+            time.sleep(0.01)  # polling the link's state with a deadline
+        assert not link.batching
+        # What such threads appended: a record the sender reads back (flag 0).
+        link.pending.append((_WITH_CREATED.pack(0, time.time()), b'{"level":"INFO","i":1}\n'))
+        sink.push_event(event, b'{"level":"INFO","i":2}\n', time.time_ns())
+        link.pending.append((_WITH_CREATED.pack(0, time.time()), b'{"level":"INFO","i":3}\n'))
+    finally:
+        sink.close(10)
+    assert receiver.wait_for(4, 10)
+    assert [orjson.loads(line)["i"] for line in receiver.lines()] == [0, 1, 2, 3]
+
+
+def test_sipe_hands_records_over_in_batches_in_order(tmp_path: Path) -> None:
+    with SipeReceiver() as server:
+        session = sipe_session_to(server, tmp_path)
+        try:
+            n = 2 * PACK_EVERY + 9
+            log = logging.getLogger("rig")
+            for i in range(n):
+                log.warning("frame %d", i)
+            assert server.wait_for(n, 10)  # the last 9 on the link's tick
+        finally:
+            session.close()
+        assert [r.msg for r in server.records()] == [f"frame {i}" for i in range(n)]
