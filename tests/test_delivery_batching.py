@@ -168,6 +168,38 @@ def test_a_record_handed_over_as_the_sender_was_lost_is_delivered(
     assert [orjson.loads(line)["i"] for line in receiver.lines()] == [0, 1, 2, 3]
 
 
+def test_a_record_appended_as_batching_stops_is_not_left_waiting(
+    receiver: LokiReceiver, tmp_path: Path
+) -> None:
+    """The race itself: a thread saw the link batching, then, before its append, the
+    sender was lost and what waited went to a sink in this process. Its record must
+    still leave at once, not wait in the list for another record or close."""
+    sink = LokiSink(receiver.url, spool_dir=tmp_path / "s", **FAST)
+    link = link_of(sink)
+    event = {"level": "INFO", "message": "m"}
+
+    class LostBeforeAppend(list[tuple[bytes, bytes]]):
+        def append(self, item: tuple[bytes, bytes]) -> None:
+            assert link._sender is not None
+            link._sender.proc.send_signal(signal.SIGKILL)
+            deadline = time.monotonic() + 10
+            while link._state == "live" and time.monotonic() < deadline:
+                time.sleep(0.01)  # polling the link's state with a deadline
+            super().append(item)
+
+    try:
+        sink.handle_event(event, b'{"level":"INFO","i":0}\n', record(0))
+        assert sink.flush(10)
+        link.pending = LostBeforeAppend()
+        assert link.batching
+        sink.handle_event(event, b'{"level":"INFO","i":1}\n', record(1))
+        assert not link.pending
+        assert receiver.wait_for(2, 10)  # before any other record, flush or close
+        assert [orjson.loads(line)["i"] for line in receiver.lines()] == [0, 1]
+    finally:
+        sink.close(10)
+
+
 def test_sipe_hands_records_over_in_batches_in_order(tmp_path: Path) -> None:
     with SipeReceiver() as server:
         session = sipe_session_to(server, tmp_path)

@@ -268,7 +268,9 @@ class ProcessLink:
         if self.batching:
             pending = self.pending
             pending.append((prefix, payload))
-            if len(pending) >= PACK_EVERY:
+            # Batching stops (sender lost, close) before what waits is taken: a record
+            # appended as it stopped, after that take, is framed here and now.
+            if len(pending) >= PACK_EVERY or not self.batching:
                 self.pack_pending()
         else:
             self.submit(payload, prefix)
