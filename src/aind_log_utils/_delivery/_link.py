@@ -15,10 +15,11 @@ non-blocking pipe. A sender process (see
 
 What this changes for delivery:
 
-- A SIGKILL of the program loses at most the unwritten buffer (< 64 KiB, and the
-  last records handed over, fewer than :data:`PACK_EVERY`; none older than
-  :data:`WRITE_EVERY_S` while the link's thread gets the GIL): what reached the pipe is read,
-  delivered or spooled by the sender, which closes its sink when the pipe ends.
+- A SIGKILL of the program loses at most the unwritten buffer (< 64 KiB) and
+  the records not yet framed into it (fewer than :data:`PACK_EVERY`), none older
+  than :data:`WRITE_EVERY_S` while the link's thread gets the GIL: what reached
+  the pipe is read, delivered or spooled by the sender, which closes its sink
+  when the pipe ends.
 - When the sender cannot be started, or dies, the same sink is built in this
   process (thread mode) and takes the records still buffered here, and everything
   after. Records the dead sender had not yet sent are lost, except what it spooled
@@ -322,7 +323,7 @@ class ProcessLink:
         self._ensure_local().host_records([prefix + payload for prefix, payload in items])
 
     def submit(self, payload: bytes, prefix: bytes = b"") -> None:
-        """Hand one packed record (``prefix + payload``) to the sender at once; never raises.
+        """Hand one record (``prefix + payload``) over at once; never blocks, never raises.
 
         Behind every record handed over before it (:meth:`hand`): a frame
         definition the next records name, a forked child's first record, a
