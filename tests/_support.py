@@ -7,9 +7,9 @@ from typing import Any
 
 from aind_log_utils import setup_logging
 from aind_log_utils._sipe import SipeSink
-from aind_log_utils.testing import SipeReceiver
+from aind_log_utils.testing import LokiReceiver, SipeReceiver
 
-__all__ = ["FAST", "sipe_session_to", "sipe_sink_to"]
+__all__ = ["FAST", "loki_session_to", "sipe_session_to", "sipe_sink_to"]
 
 #: Delivery options that make a test's retries and batches quick.
 FAST: dict[str, Any] = {
@@ -37,3 +37,15 @@ def sipe_session_to(receiver: SipeReceiver, tmp_path: Path, **kwargs: Any) -> An
     kwargs.setdefault("handle_sigterm", False)
     kwargs.setdefault("send_start_log", False)
     return setup_logging("water-log", sinks=[sink], **kwargs)
+
+
+def loki_session_to(receiver: LokiReceiver, tmp_path: Path, **options: Any) -> Any:
+    """A quiet session ("proc-test") sending to ``receiver``; ``options`` go to the sink.
+
+    Its JSONL file is ``tmp_path / "run.jsonl"``, its spool ``tmp_path / "s"``.
+    """
+    return setup_logging(
+        "proc-test", console=False, log_file=tmp_path / "run.jsonl", handle_sigterm=False,
+        send_start_log=False, subject_id="123456", rig_id="rig_1",
+        loki_url=receiver.url, loki_options={**FAST, "spool_dir": str(tmp_path / "s"), **options},
+    )  # fmt: skip

@@ -12,6 +12,7 @@ import pytest
 from aind_log_utils import _diagnostics, _redact
 from aind_log_utils._context import clear_context
 from aind_log_utils._session import active_session
+from aind_log_utils.testing import LokiReceiver
 
 _ENV_PREFIXES = ("AIND_", "CO_", "aibs_", "AIBS_")
 
@@ -42,3 +43,14 @@ def _clean_logging(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for existing in logging.Logger.manager.loggerDict.values():
         if isinstance(existing, logging.Logger):
             existing.disabled = False
+
+
+@pytest.fixture
+def receiver() -> Iterator[LokiReceiver]:
+    """A Loki receiver without rate limits that adds no ``service_name`` label.
+
+    The tests of other servers (SIPE, a Loki with other settings) define a
+    ``receiver`` of their own, which takes the place of this one in their module.
+    """
+    with LokiReceiver(rate_limit_bytes_s=None, discover_service_name=False) as server:
+        yield server

@@ -13,26 +13,18 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
 import pytest
 
-from _support import FAST, sipe_session_to
-from aind_log_utils import setup_logging
+from _support import FAST, loki_session_to, sipe_session_to
 from aind_log_utils._delivery._link import PACK_EVERY, WRITE_EVERY_S, ProcessLink
 from aind_log_utils._loki import LokiSink
 from aind_log_utils._loki._sink import _WITH_CREATED
 from aind_log_utils.testing import LokiReceiver, SipeReceiver
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="process delivery is POSIX")
-
-
-@pytest.fixture
-def receiver() -> Iterator[LokiReceiver]:
-    with LokiReceiver(rate_limit_bytes_s=None, discover_service_name=False) as server:
-        yield server
 
 
 def record(i: int) -> logging.LogRecord:
@@ -49,10 +41,7 @@ def test_a_part_batch_leaves_on_the_links_tick_in_order(
     receiver: LokiReceiver, tmp_path: Path
 ) -> None:
     """Full batches go when the caller frames them; the rest on the link's next tick."""
-    session = setup_logging(
-        "batch-test", console=False, log_file=False, handle_sigterm=False, send_start_log=False,
-        loki_url=receiver.url, loki_options={**FAST, "spool_dir": str(tmp_path / "s")},
-    )  # fmt: skip
+    session = loki_session_to(receiver, tmp_path)
     try:
         n = 3 * PACK_EVERY + 5
         log = logging.getLogger("batch")
@@ -110,10 +99,7 @@ def test_records_sent_at_once_keep_their_place_behind_the_batch(
 def test_threads_handing_over_at_once_lose_and_repeat_nothing(
     receiver: LokiReceiver, tmp_path: Path
 ) -> None:
-    session = setup_logging(
-        "batch-test", console=False, log_file=False, handle_sigterm=False, send_start_log=False,
-        loki_url=receiver.url, loki_options={**FAST, "spool_dir": str(tmp_path / "s")},
-    )  # fmt: skip
+    session = loki_session_to(receiver, tmp_path)
     threads_n, per_thread = 8, 700
     go = threading.Barrier(threads_n)
 

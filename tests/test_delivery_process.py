@@ -10,7 +10,6 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ import orjson
 import psutil
 import pytest
 
-from _support import FAST
+from _support import FAST, loki_session_to
 from aind_log_utils import setup_logging
 from aind_log_utils._delivery._link import WRITE_EVERY_S, ProcessLink
 from aind_log_utils._delivery._spool import read_segment
@@ -30,23 +29,9 @@ from aind_log_utils.testing import LokiReceiver, SipeReceiver
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="process delivery is POSIX")
 
 
-@pytest.fixture
-def receiver() -> Iterator[LokiReceiver]:
-    with LokiReceiver(rate_limit_bytes_s=None, discover_service_name=False) as server:
-        yield server
-
-
 def sender_of(link: ProcessLink) -> psutil.Process:
     assert link._sender is not None
     return psutil.Process(link._sender.proc.pid)
-
-
-def session_to(receiver: LokiReceiver, tmp_path: Path, **options: Any) -> Any:
-    return setup_logging(
-        "proc-test", console=False, log_file=tmp_path / "run.jsonl", handle_sigterm=False,
-        send_start_log=False, subject_id="123456", rig_id="rig_1",
-        loki_url=receiver.url, loki_options={**FAST, "spool_dir": str(tmp_path / "s"), **options},
-    )  # fmt: skip
 
 
 def test_process_delivery_is_the_default_and_matches_thread_delivery(
@@ -57,7 +42,7 @@ def test_process_delivery_is_the_default_and_matches_thread_delivery(
     seen: dict[str, list[Any]] = {}
     for mode in ("process", "thread"):
         receiver.clear()
-        session = session_to(receiver, tmp_path / mode, delivery=mode)
+        session = loki_session_to(receiver, tmp_path / mode, delivery=mode)
         sink = next(s for s in session.sinks if isinstance(s, LokiSink))
         assert sink.delivery == mode
         assert isinstance(sink.engine, ProcessLink) == (mode == "process")
@@ -269,7 +254,7 @@ def test_records_past_a_full_buffer_are_sent_from_this_process(
     from aind_log_utils._delivery import _sender
 
     monkeypatch.setattr(_sender, "HOST_ARGS", ("-c", "import time; time.sleep(60)"))
-    session = session_to(receiver, tmp_path, max_queue_bytes=64 * 1024)
+    session = loki_session_to(receiver, tmp_path, max_queue_bytes=64 * 1024)
     sink = next(s for s in session.sinks if s.name == "loki")
     link = sink.engine
     assert isinstance(link, ProcessLink) and link._sender is not None

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +31,6 @@ from aind_log_utils._loki._sink import _WITH_CREATED
 from aind_log_utils.testing import LokiReceiver
 
 FIELDS = ("level", "subject_id", "event_type")
-
-
-@pytest.fixture
-def receiver() -> Iterator[LokiReceiver]:
-    with LokiReceiver(rate_limit_bytes_s=None, discover_service_name=False) as server:
-        yield server
 
 
 def frame_id(ids: FrameIds, event: dict[str, Any], generation: int = 1) -> int | None:

@@ -10,7 +10,6 @@ import textwrap
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -33,12 +32,6 @@ for i in range(n):
     log.info("line %d", i)
 {ending}
 """
-
-
-@pytest.fixture
-def receiver() -> Iterator[LokiReceiver]:
-    with LokiReceiver(rate_limit_bytes_s=None, discover_service_name=False) as server:
-        yield server
 
 
 def start(receiver: LokiReceiver, tmp_path: Path, ending: str, n: int = 2000, name: str = "prog",

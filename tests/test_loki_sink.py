@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import logging
 import time
-from collections.abc import Iterator
 from contextlib import redirect_stderr
 from pathlib import Path
 from typing import Any
@@ -18,12 +17,6 @@ from aind_log_utils import _diagnostics, setup_logging
 from aind_log_utils._loki import LokiHandler, LokiSink, normalize_push_url
 from aind_log_utils._loki._encode import decode_item, encode_item, timestamp_ns, truncate_line
 from aind_log_utils.testing import LokiReceiver, read_jsonl
-
-
-@pytest.fixture
-def receiver() -> Iterator[LokiReceiver]:
-    with LokiReceiver(rate_limit_bytes_s=None, discover_service_name=False) as server:
-        yield server
 
 
 def session_to(receiver: LokiReceiver, tmp_path: Path, **kwargs: Any) -> Any:
