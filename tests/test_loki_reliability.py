@@ -54,6 +54,7 @@ def assert_loki_has_the_file(receiver: LokiReceiver, log_path: Path) -> None:
     file_messages = Counter(r["message"] for r in read_jsonl(log_path))
     assert receiver.wait_for(sum(file_messages.values()), 20)
     assert messages_in_loki(receiver) == file_messages  # every line, exactly once
+    assert receiver.dropped["duplicate"] == 0  # and none sent twice (Loki would hide it)
 
 
 @pytest.mark.parametrize(
@@ -197,6 +198,9 @@ def test_forked_child_lines_arrive_and_parent_lines_are_not_duplicated(
     assert arrived == expected
     assert all(arrived[f"child {i}"] == 1 for i in range(300))
     assert all(arrived[f"line {i}"] == 1 for i in range(300))
+    # Nothing was sent twice either (the receiver, as Loki, drops exact duplicates:
+    # the child resending the parent's last records would show only here).
+    assert receiver.dropped["duplicate"] == 0
     # Each entry's labels and metadata are its own line's, in the child too (its
     # sender knows none of the parent's frame ids).
     for entry in receiver.entries():
