@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -29,6 +30,12 @@ pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="process deliver
 
 def record(i: int) -> logging.LogRecord:
     return logging.LogRecord("batch", logging.INFO, __file__, i, "m %d", (i,), None)
+
+
+def arrived(receiver: LokiReceiver) -> list[dict[str, Any]]:
+    """The stored lines, parsed; and none was sent twice (the receiver would drop it)."""
+    assert receiver.dropped["duplicate"] == 0
+    return [orjson.loads(line) for line in receiver.lines()]
 
 
 def link_of(sink: LokiSink) -> ProcessLink:
@@ -50,7 +57,7 @@ def test_a_part_batch_leaves_on_the_links_tick_in_order(
             log.info("record %d", i)
         assert receiver.wait_for(n, 10)  # no flush: the last 5 went on a tick
         assert time.monotonic() - start < 5 + WRITE_EVERY_S
-        messages = [orjson.loads(line)["message"] for line in receiver.lines()]
+        messages = [line["message"] for line in arrived(receiver)]
         assert messages == [f"record {i}" for i in range(n)]
     finally:
         session.close()
@@ -66,7 +73,7 @@ def test_a_flush_takes_what_waits_to_be_framed(receiver: LokiReceiver, tmp_path:
                 sink.handle_event(event, b'{"r":%d,"i":%d}\n' % (round_, i), record(i))
             assert sink.flush(10)
             # At once: the flush's answer came after the sender sent them.
-            assert len(receiver.lines()) == 3 * (round_ + 1)
+            assert len(arrived(receiver)) == 3 * (round_ + 1)
     finally:
         sink.close()
 
@@ -88,8 +95,7 @@ def test_records_sent_at_once_keep_their_place_behind_the_batch(
             else:
                 sink.handle_event(event, line, record(i))
         assert sink.flush(10)
-        arrived = [orjson.loads(line)["i"] for line in receiver.lines()]
-        assert arrived == list(range(4 * PACK_EVERY))
+        assert [line["i"] for line in arrived(receiver)] == list(range(4 * PACK_EVERY))
         metadata = [(e.metadata or {}).get("subject_id") for e in receiver.entries()]
         assert metadata == [f"s{(i // 50) % 3}" for i in range(4 * PACK_EVERY)]
     finally:
@@ -120,8 +126,8 @@ def test_threads_handing_over_at_once_lose_and_repeat_nothing(
     finally:
         session.close()
     seen: dict[int, list[int]] = {t: [] for t in range(threads_n)}
-    for line in receiver.lines():
-        t, i = orjson.loads(line)["message"][1:].split()
+    for line in arrived(receiver):
+        t, i = line["message"][1:].split()
         seen[int(t)].append(int(i))
     assert all(seen[t] == list(range(per_thread)) for t in range(threads_n))  # once, in order
 
@@ -151,7 +157,7 @@ def test_a_record_handed_over_as_the_sender_was_lost_is_delivered(
     finally:
         sink.close(10)
     assert receiver.wait_for(4, 10)
-    assert [orjson.loads(line)["i"] for line in receiver.lines()] == [0, 1, 2, 3]
+    assert [line["i"] for line in arrived(receiver)] == [0, 1, 2, 3]
 
 
 def test_a_record_appended_as_batching_stops_is_not_left_waiting(
@@ -181,7 +187,7 @@ def test_a_record_appended_as_batching_stops_is_not_left_waiting(
         sink.handle_event(event, b'{"level":"INFO","i":1}\n', record(1))
         assert not link.pending
         assert receiver.wait_for(2, 10)  # before any other record, flush or close
-        assert [orjson.loads(line)["i"] for line in receiver.lines()] == [0, 1]
+        assert [line["i"] for line in arrived(receiver)] == [0, 1]
     finally:
         sink.close(10)
 
