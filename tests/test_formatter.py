@@ -138,6 +138,22 @@ def test_lone_surrogates_replaced_and_one_line() -> None:
     assert out["other"] == "x\ufffdy"
 
 
+def test_integers_beyond_64_bits_are_text_and_the_line_keeps_the_record() -> None:
+    """orjson refuses them: the record still gives its own line (not a marker), the
+    big ones as their decimal text, and the event the sinks get holds the same."""
+    big, low = 2**64, -(2**63) - 1
+    record = make_record(
+        n=big, m=low, edge=[2**64 - 1, -(2**63)], nested={"k": [big]}, keyed={big: "v"}
+    )
+    event, line = Renderer().render(record)
+    out = strict_loads(line.decode("utf-8"))
+    assert out["message"] == "hello world" and "error_type" not in out
+    assert out["n"] == str(big) and out["m"] == str(low)
+    assert out["edge"] == [2**64 - 1, -(2**63)]  # within 64 bits: still numbers
+    assert out["nested"] == {"k": [str(big)]} and out["keyed"] == {str(big): "v"}
+    assert event == out
+
+
 def test_oversized_value_truncated_with_marker() -> None:
     record = make_record(blob="y" * (MAX_STR_CHARS * 2))
     out = strict_loads(JsonFormatter().format(record))

@@ -65,6 +65,8 @@ def test_any_extras_give_one_strict_json_line_without_secrets(
     parsed = _strict(text)
     assert isinstance(parsed, dict)
     assert parsed["level"] == "INFO" and "timestamp" in parsed
+    # The record's own line, not a marker that it could not be rendered or serialised.
+    assert parsed["message"].endswith(" " + _redact.MASK)
     assert SECRET not in text and HIDDEN not in text
     assert SECRET not in json.dumps(parsed) and HIDDEN not in json.dumps(parsed)
 

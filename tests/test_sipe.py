@@ -6,21 +6,25 @@ unpickler refuses to load any class.
 
 from __future__ import annotations
 
+import datetime as dt
+import decimal
 import enum
 import logging
 import logging.handlers
 import math
 import pickle
 import struct
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from pydantic import SecretStr
 
 from _support import FAST, sipe_session_to
-from aind_log_utils import SipeHandler, log_context
+from aind_log_utils import SipeHandler, log_context, setup_logging
 from aind_log_utils._sipe import (
     PICKLE_PROTOCOL,
     SipeEncoder,
@@ -239,6 +243,55 @@ def test_non_plain_values_arrive_as_json_text(receiver: SipeReceiver, tmp_path: 
     assert_plain(d)
     assert d["roi"] == "[1,2,3]" and d["cfg"] == '{"gain":2}'
     assert d["nan"] == "nan" and d["n"] in (5, "5") and "cam" in d["label"]
+
+
+def test_thread_and_process_delivery_send_the_same_frame(tmp_path: Path) -> None:
+    """A thread-mode sink encodes the live event; a sender process reads the event
+    back from the JSON line. For every kind of value both give the same dict."""
+    from aind_log_utils._sipe._encode import get_record_attrs
+    from aind_log_utils._sipe._sink import _PLAIN_KIND, _WEBLOG_KIND
+
+    sink = SipeSink(
+        "127.0.0.1:9", delivery="thread", spool_dir=tmp_path / "s", program="p",
+        fields={"rig_id": "rig_1", "software_version": "1.0"}, **FAST,
+    )  # fmt: skip
+    seen: list[tuple[Any, bytes, logging.LogRecord]] = []
+    sink.handle_event = lambda event, line, record: seen.append((event, line, record))  # type: ignore[method-assign]
+    session = setup_logging(
+        "p", console=False, log_file=False, handle_sigterm=False, send_start_log=False,
+        sinks=[sink], subject_id="123456",
+    )  # fmt: skip
+    log = logging.getLogger("rig")
+    try:
+        log.warning("plain %s %d", "x", 3)
+        log.info("values", extra={
+            "weblog": True, "tup": (1, "a"), "nested": {"k": [1, 2.5, None]}, "nan": math.nan,
+            "inf": -math.inf, "when": dt.datetime(2020, 1, 2, 3, 4, 5), "day": dt.date(2020, 1, 2),
+            "id": uuid.UUID(int=7), "dec": decimal.Decimal("1.25"), "path": Path("/data/x"),
+            "raw": b"\x00b", "big": 2**70, "none": None, "flag": False, "color": Color.RED,
+            "n": Number(4), "text": Text("t"), "token": SecretStr("hidden"), "odd": "a\ud800b",
+        })  # fmt: skip
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            log.exception("failed %s", "here")
+        log.warning("with stack", stack_info=True)
+    finally:
+        session.close()
+        sink.close(0)
+    assert len(seen) == 4
+    for event, line, record in seen:
+        kind = _WEBLOG_KIND if event.get("weblog") else _PLAIN_KIND
+        live = pickle.loads(sink._encode(kind, event, record)[4:])
+        attrs = orjson.dumps(get_record_attrs(record.__dict__), default=str)
+        frame_ = sink._frame_of(kind, attrs + b"\n" + line, None)
+        assert frame_ is not None
+        read_back = pickle.loads(frame_[4:])
+        assert_plain(live)
+        assert live == read_back, record.msg
+    values = pickle.loads(sink._encode(_WEBLOG_KIND, seen[1][0], seen[1][2])[4:])
+    assert values["when"] == "2020-01-02T03:04:05" and values["id"] == str(uuid.UUID(int=7))
+    assert values["big"] == str(2**70) and values["weblog"] is True
 
 
 def test_no_secret_reaches_the_wire(receiver: SipeReceiver, tmp_path: Path) -> None:

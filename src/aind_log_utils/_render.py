@@ -33,9 +33,9 @@ from ._render_values import (
     PROTECTED,
     as_text,
     default_value,
-    fix_surrogates,
     format_exception,
     format_timestamp,
+    make_encodable,
     message_of,
     out_key,
     value_caches,
@@ -176,8 +176,7 @@ class Renderer:
             # session and an open RunDirectory): render once, not twice.
             return last[1], last[2]
         try:
-            event = self.collect(record)
-            line = self.serialize(event)
+            event, line = self._encode(self.collect(record))
             self._last = (record, event, line)
             return event, line
         except Exception as exc:  # last resort: still one valid line
@@ -287,24 +286,31 @@ class Renderer:
 
     def serialize(self, event: Mapping[str, Any]) -> bytes:
         """Serialise an event to one strict-JSON line (step 3); never raises."""
+        return self._encode(event if type(event) is dict else dict(event))[1]
+
+    def _encode(self, event: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
+        """The event as serialised, and its line; never raises.
+
+        The event itself, unless orjson refused it (a lone surrogate, an integer
+        beyond 64 bits): then a copy made encodable (:func:`make_encodable`), so
+        that every sink gets the values the line holds.
+        """
         try:
             line = orjson.dumps(event, default=default_value, option=_OPTIONS)
         except Exception:
             try:
-                line = orjson.dumps(
-                    fix_surrogates(redact(dict(event))), default=default_value, option=_OPTIONS
-                )
+                fixed = make_encodable(redact(dict(event)))
+                line = orjson.dumps(fixed, default=default_value, option=_OPTIONS)
+                event = fixed
             except Exception as exc:
-                line = orjson.dumps(
-                    {
-                        "timestamp": event.get("timestamp", format_timestamp(time.time())),
-                        "level": event.get("level", "ERROR"),
-                        "message": "<record could not be serialised>",
-                        "error_type": type(exc).__name__,
-                    },
-                    option=_OPTIONS,
-                )
-        return self._prefix + line if self._prefix else line
+                event = {
+                    "timestamp": event.get("timestamp", format_timestamp(time.time())),
+                    "level": event.get("level", "ERROR"),
+                    "message": "<record could not be serialised>",
+                    "error_type": type(exc).__name__,
+                }
+                line = orjson.dumps(make_encodable(event), option=_OPTIONS)
+        return event, (self._prefix + line if self._prefix else line)
 
 
 _BUILTIN_ATTRS = frozenset(

@@ -21,9 +21,9 @@ __all__ = [
     "PROTECTED",
     "as_text",
     "default_value",
-    "fix_surrogates",
     "format_exception",
     "format_timestamp",
+    "make_encodable",
     "message_of",
     "out_key",
     "value_caches",
@@ -54,14 +54,25 @@ def default_value(value: Any) -> Any:
     return redact_text(_redact._safe_repr(value))
 
 
-def fix_surrogates(value: Any) -> Any:
-    """``value`` with lone surrogates in its strings replaced, so it encodes as UTF-8."""
+#: The integers orjson encodes: 64-bit signed and unsigned.
+_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
+
+
+def make_encodable(value: Any) -> Any:
+    """``value`` as orjson can encode it, for an event it refused.
+
+    Lone surrogates in strings (keys too) are replaced, so the text encodes as
+    UTF-8; an integer beyond 64 bits becomes its decimal text (orjson refuses it,
+    and a JSON reader that parses numbers as doubles would round it).
+    """
     if isinstance(value, str):
         return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value if _INT_MIN <= value <= _INT_MAX else str(value)
     if isinstance(value, dict):
-        return {fix_surrogates(k): fix_surrogates(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [fix_surrogates(v) for v in value]
+        return {make_encodable(k): make_encodable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [make_encodable(v) for v in value]
     return value
 
 

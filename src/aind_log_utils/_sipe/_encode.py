@@ -90,8 +90,9 @@ _register_start_stop()
 def plain(value: Any) -> str | int | float | bool | None:
     """Turn one (already redacted) value into a str, int, float, bool or None.
 
-    Lists and dicts become their JSON text; subclasses of the plain types (enums,
-    ``str`` subclasses) become the plain type, so the pickle never names a class.
+    Lists and dicts become their JSON text, a value JSON writes as a string (a
+    datetime, a UUID) that string; subclasses of the plain types (enums, ``str``
+    subclasses) become the plain type, so the pickle never names a class.
 
     Args:
         value: a value of a redacted event.
@@ -112,10 +113,14 @@ def plain(value: Any) -> str | int | float | bool | None:
         number = float.__float__(value)
         return number if math.isfinite(number) else repr(number)
     try:
-        text = orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS, default=_fallback).decode()
+        text = orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS, default=_fallback)
     except Exception:
-        text = _fallback(value)
-    return text
+        return _fallback(value)
+    if text[:1] == b'"':
+        # A value orjson writes as a string (a datetime, a UUID): that string, as
+        # the line holds it and a sender reading the line back sends it.
+        return str(orjson.loads(text))
+    return text.decode()
 
 
 def record_values(record: logging.LogRecord) -> Sequence[Any]:
