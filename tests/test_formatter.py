@@ -152,6 +152,9 @@ def test_integers_beyond_64_bits_are_text_and_the_line_keeps_the_record() -> Non
     assert out["edge"] == [2**64 - 1, -(2**63)]  # within 64 bits: still numbers
     assert out["nested"] == {"k": [str(big)]} and out["keyed"] == {str(big): "v"}
     assert event == out
+    # Past Python's digit limit for str(): its size, still the record's own line.
+    out = strict_loads(Renderer().render(make_record(vast=10**5000))[1].decode("utf-8"))
+    assert out["message"] == "hello world" and out["vast"] == "<int of 16610 bits>"
 
 
 def test_oversized_value_truncated_with_marker() -> None:

@@ -397,8 +397,12 @@ def test_log_metrics_rows_and_capture_metric(tmp_path: Path) -> None:
         run.log_scalar("lr", 1e-3, 3)
         run.metric("note", "ok")
         run.log_metrics({"nan": float("nan")}, step=4)
+        # JSON lines hold 64-bit integers: past that a float (past a float, its text)
+        run.log_metrics({"edge": 2**64 - 1, "bytes": 2**70, "huge": 10**400}, step=5)
         with pytest.raises(TypeError, match="step"):
             run.log_metrics({"x": 1.0}, step=1.5)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="step"):
+            run.log_metrics({"x": 1.0}, step=2**64)
         with pytest.raises(ValueError, match="metrics"):
             run.log_metrics({}, step=1)
         assert run.last_metrics == {
@@ -408,15 +412,19 @@ def test_log_metrics_rows_and_capture_metric(tmp_path: Path) -> None:
             "lr": 1e-3,
             "note": "ok",
             "nan": "nan",
+            "edge": 2**64 - 1,
+            "bytes": float(2**70),
+            "huge": str(10**400),
         }
     rows = [json.loads(line) for line in (run.path / "metrics.jsonl").read_text().splitlines()]
-    assert [set(row) for row in rows] == [{"ts", "step", "split", "metrics"}] * 5
+    assert [set(row) for row in rows] == [{"ts", "step", "split", "metrics"}] * 6
     assert [(row["step"], row["split"], row["metrics"]) for row in rows] == [
         (1, "train", {"loss": 0.5, "acc": 1}),
         (2, "val", {"loss": 0.4}),
         (3, "train", {"lr": 1e-3}),
         (None, "train", {"note": "ok"}),
         (4, "train", {"nan": "nan"}),
+        (5, "train", {"edge": 2**64 - 1, "bytes": float(2**70), "huge": str(10**400)}),
     ]
     assert RunDirectory.open(run.path).metrics(split="val")[0]["metrics"] == {"loss": 0.4}
 

@@ -23,6 +23,7 @@ __all__ = [
     "default_value",
     "format_exception",
     "format_timestamp",
+    "int_text",
     "make_encodable",
     "message_of",
     "out_key",
@@ -58,6 +59,14 @@ def default_value(value: Any) -> Any:
 _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
 
 
+def int_text(value: int) -> str:
+    """An integer's decimal text; past Python's digit limit, its size instead."""
+    try:
+        return str(int(value))
+    except ValueError:  # more digits than sys.get_int_max_str_digits() allows
+        return f"<int of {int(value).bit_length()} bits>"
+
+
 def make_encodable(value: Any) -> Any:
     """``value`` as orjson can encode it, for an event it refused.
 
@@ -68,7 +77,7 @@ def make_encodable(value: Any) -> Any:
     if isinstance(value, str):
         return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
     if isinstance(value, int) and not isinstance(value, bool):
-        return value if _INT_MIN <= value <= _INT_MAX else str(value)
+        return value if _INT_MIN <= value <= _INT_MAX else int_text(value)
     if isinstance(value, dict):
         return {make_encodable(k): make_encodable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

@@ -80,13 +80,14 @@ class StoreMixin:
         synced at :meth:`flush` and at close.
 
         Args:
-            metrics: metric name -> value.
+            metrics: metric name -> value (an integer beyond 64 bits is written
+                as a float).
             step: the step (an int), or None.
             split: which side of the train/val firewall (``"train"``, ``"val"``).
 
         Raises:
             TypeError: a name is not a string, or ``step`` is not an int.
-            ValueError: ``metrics`` is empty.
+            ValueError: ``metrics`` is empty, or ``step`` is beyond 64 bits.
             RuntimeError: the run is closed.
         """
         self._metrics.write(metrics, step, split)
