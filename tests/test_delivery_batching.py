@@ -192,6 +192,52 @@ def test_a_record_appended_as_batching_stops_is_not_left_waiting(
         sink.close(10)
 
 
+def test_a_signal_handler_that_logs_inside_the_links_work_neither_waits_nor_loses(
+    receiver: LokiReceiver, tmp_path: Path
+) -> None:
+    """A handler that runs while its thread frames a batch (the lock held) and logs,
+    flushes, asks for counters and closes, then returns: it waits for nothing, and
+    its records go out behind the batch once the interrupted work goes on."""
+    sink = LokiSink(receiver.url, spool_dir=tmp_path / "s", **FAST)
+    link = link_of(sink)
+    event = {"level": "INFO", "message": "m"}
+    framing = link._pack_pending
+    answers: list[object] = []
+
+    def handler() -> None:  # what a signal handler logging here would do
+        start = time.monotonic()
+        sink.handle_event(event, b'{"level":"INFO","i":%d}\n' % PACK_EVERY, record(PACK_EVERY))
+        sink.push_event(event, b'{"level":"INFO","i":%d}\n' % (PACK_EVERY + 1), time.time_ns())
+        answers.extend([link.flush(5), link.counters()["errors"]])
+        link.close(5)  # leaves the link open: the interrupted work has to finish
+        answers.append(time.monotonic() - start)
+
+    def interrupted() -> None:
+        if not answers:
+            handler()
+        framing()
+
+    def log_a_batch() -> None:
+        for i in range(PACK_EVERY):  # the last one frames the batch: the handler runs
+            sink.handle_event(event, b'{"level":"INFO","i":%d}\n' % i, record(i))
+
+    link._pack_pending = interrupted  # type: ignore[method-assign]
+    try:
+        # On a thread of its own: a handler waiting for the lock its thread holds
+        # would hang this test instead of failing it.
+        logger = threading.Thread(target=log_a_batch, daemon=True)
+        logger.start()
+        logger.join(10)
+        assert not logger.is_alive(), "the handler waited for the link's lock"
+        flushed, errors, took = answers
+        assert flushed is False and errors == 0 and isinstance(took, float) and took < 1.0
+        assert sink.flush(10)
+        assert [line["i"] for line in arrived(receiver)] == list(range(PACK_EVERY + 2))
+    finally:
+        if not logger.is_alive():  # else the lock is held for good: close would wait too
+            sink.close(10)
+
+
 def test_sipe_hands_records_over_in_batches_in_order(tmp_path: Path) -> None:
     with SipeReceiver() as server:
         session = sipe_session_to(server, tmp_path)

@@ -259,8 +259,10 @@ class LoggingSession:
         def on_sigterm(signum: int, frame: types.FrameType | None) -> None:
             self.mark_failed("terminated by SIGTERM")
             # The stop line and the flush run right here, on the main thread (every
-            # lock on the path is re-entrant); a watchdog ends the process should
-            # they ever exceed the bound, so SIGTERM can never hang the exit.
+            # lock on the path is re-entrant, and a sender link interrupted in its
+            # own locked work gives up at once: ProcessLink._enter); a watchdog ends
+            # the process should they ever exceed the bound, so SIGTERM can never
+            # hang the exit.
             watchdog = threading.Timer(
                 self.flush_timeout_s + 2.0, os._exit, args=(128 + signal.SIGTERM,)
             )

@@ -9,9 +9,9 @@ futex wake-ups and forced switches, and the program pays for every one: on a
 a :class:`ProcessLink`: the caller's thread appends it (a few bytes the sink
 packed, and the JSON line) to a list; every :data:`PACK_EVERY` records it frames
 them into a buffer in one go, and every 64 KiB writes the buffer to a
-non-blocking pipe. A sender process (see
-:mod:`._host`) builds the same sink in thread mode and does everything else
-(encoding, batching, retries, the spool) on its own GIL.
+non-blocking pipe (:mod:`._handover`). A sender process (:mod:`._host`, started
+by :mod:`._sender`) builds the same sink in thread mode and does everything
+else (encoding, batching, retries, the spool) on its own GIL.
 
 What this changes for delivery:
 
@@ -29,6 +29,10 @@ What this changes for delivery:
   reach the server before older ones still in the pipe).
 - After ``fork`` the child starts a sender of its own on its first record and
   never resends the parent's.
+- A signal handler that logs and closes (the session's SIGTERM stop) while the
+  thread it interrupted was inside the link's locked work leaves its records
+  pending and returns at once: the process then ends as a SIGKILL would end it,
+  never waiting on a lock its own thread holds.
 """
 
 from __future__ import annotations
@@ -41,9 +45,10 @@ from pathlib import Path
 from typing import Any
 
 from .._diagnostics import diagnose
+from ._handover import CLOSED, LIVE, LOCAL, PACK_EVERY, UNSPAWNED, Handover
 from ._lifecycle import manage, release
 from ._sender import SenderProcess, merge_counters
-from ._wire import HEADER, split_frames
+from ._wire import split_frames
 
 __all__ = [
     "PACK_EVERY",
@@ -56,20 +61,13 @@ __all__ = [
 WRITE_AT_BYTES = 64 * 1024
 #: The link's thread writes a smaller buffer after at most this long.
 WRITE_EVERY_S = 0.1
-#: The caller frames the records it handed over (:meth:`ProcessLink.hand`) into
-#: the buffer once this many wait: one lock and one join for all of them, where
-#: a lock and three appends a record cost the caller about 1 us more each.
-PACK_EVERY = 64
 #: How long a flush or close waits for the sender beyond the timeout it gave it.
 _GRACE_S = 1.0
 #: How long stats() waits for the sender's counters.
 _STATS_WAIT_S = 2.0
 
-_LIVE, _UNSPAWNED, _LOCAL, _CLOSED = "live", "unspawned", "local", "closed"
-_pack_header = HEADER.pack
 
-
-class ProcessLink:
+class ProcessLink(Handover):
     """The caller's end of a sink's sender process; stands where the engine would.
 
     Args:
@@ -113,7 +111,7 @@ class ProcessLink:
         self._buf = bytearray()
         self._write_at = WRITE_AT_BYTES
         self._ready = False
-        self._state = _UNSPAWNED
+        self._state = UNSPAWNED
         self._sender: SenderProcess | None = None
         self._fd = -1
         self._tick = threading.Event()
@@ -125,6 +123,8 @@ class ProcessLink:
         #: True while :meth:`hand` may leave records in :attr:`pending` (the
         #: sender is live and the link's thread frames them within its tick).
         self.batching = False
+        #: ``on`` for a thread inside the link's locked work (see :meth:`_enter`).
+        self._inside = threading.local()
 
     def _close_pipe(self) -> None:
         """Close our end of the sender's stdin (it then sees the end of its input)."""
@@ -139,7 +139,7 @@ class ProcessLink:
             self._sender.forget()
         state, local = self._state, self._local_sink
         self._init_state()
-        if state in (_LOCAL, _CLOSED):
+        if state in (LOCAL, CLOSED):
             self._state = state  # the local sink's engine re-arms itself after fork
             self._local_sink = local
 
@@ -153,14 +153,14 @@ class ProcessLink:
             diagnose(
                 f"{self.name}:spawn", f"{self.name}: no sender process ({exc}); sending from here"
             )
-            self._state = _LOCAL
+            self._state = LOCAL
             self._ensure_local()
             return
         self._sender, self._fd = sender, sender.fd
         # Records stay here until the sender says it is ready: one that fails to
         # start then takes none of them with it (they go to the local sink).
         self._ready = False
-        self._state = _LIVE
+        self._state = LIVE
         try:
             sender.start(self._spec)
         except OSError:
@@ -174,12 +174,12 @@ class ProcessLink:
     def _sender_ready(self) -> None:
         with self._lock:
             self._ready = True
-            if self._state is _LIVE and self._buf:
+            if self._state is LIVE and self._buf:
                 self._write_some()
 
     def _sender_ended(self) -> None:
         with self._lock:
-            if self._state is _LIVE and not self._closed:
+            if self._state is LIVE and not self._closed:
                 self._lost_sender("the sender process ended")
 
     def _write_loop(self) -> None:
@@ -192,7 +192,7 @@ class ProcessLink:
         tick = self._tick
         while True:
             with self._lock:
-                if self._state is not _LIVE:
+                if self._state is not LIVE:
                     return
                 if self.pending:
                     self._pack_pending()
@@ -228,7 +228,7 @@ class ProcessLink:
         """The sender is gone (under the lock): what is buffered goes to a local sink."""
         diagnose(f"{self.name}:sender", f"{self.name}: {why}; sending from this process")
         self.generation += 1
-        self._state = _LOCAL
+        self._state = LOCAL
         self.batching = False
         self._tick.set()
         self._buffer_to_local()
@@ -247,115 +247,9 @@ class ProcessLink:
             from ._host import build_sink
 
             self._local_sink = build_sink(self._spec)
-            if self._state is _CLOSED:
+            if self._state is CLOSED:
                 self._local_sink.close(0)  # after close: straight to the spool
         return self._local_sink
-
-    # ---- the caller's side ---------------------------------------------------
-    def hand(self, prefix: bytes, payload: bytes) -> None:
-        """Hand one record (``prefix + payload``) to the sender; never blocks, never raises.
-
-        The usual record costs the caller one ``list.append``: every
-        :data:`PACK_EVERY` records it frames them all into the buffer (and writes
-        the buffer once it holds 64 KiB); the link's thread frames and writes
-        what waits at least every :data:`WRITE_EVERY_S`. Anything but a live
-        sender (not spawned yet in a forked child, sending locally, closed) goes
-        through :meth:`submit`.
-
-        Args:
-            prefix: what the sink packed in front of the payload (bytes).
-            payload: the record's JSON line (bytes).
-        """
-        if self.batching:
-            pending = self.pending
-            pending.append((prefix, payload))
-            # Batching stops (sender lost, close) before what waits is taken: a record
-            # appended as it stopped, after that take, is framed here and now.
-            if len(pending) >= PACK_EVERY or not self.batching:
-                self.pack_pending()
-        else:
-            self.submit(payload, prefix)
-
-    def pack_pending(self) -> None:
-        """Frame the records handed over into the buffer; write it when it is full."""
-        try:
-            with self._lock:
-                self._pack_pending()
-                if self._state is _LIVE and len(self._buf) >= self._write_at:
-                    # A full pipe is left to the link's thread, which waits for
-                    # room: the caller retries only every 64 KiB more.
-                    self._write_some()
-        except Exception as exc:
-            self._count_error("submit", exc)
-
-    def _take_pending(self) -> list[tuple[bytes, bytes]]:
-        """Take the records handed over so far, in order (under the lock).
-
-        The same list object stays in place: a caller that appends while this
-        runs appends behind what is taken, and is taken next time.
-        """
-        pending = self.pending
-        count = len(pending)
-        taken = pending[:count]
-        del pending[:count]
-        return taken
-
-    def _pack_pending(self) -> None:
-        """Frame the pending records into the buffer, in order (under the lock).
-
-        Not live (a straggler handed over as the sender was lost or the link
-        closed) or over the buffer's bound: they go to the local sink instead.
-        """
-        items = self._take_pending()
-        if not items:
-            return
-        if self._state is _LIVE and len(self._buf) < self._max_buffer:
-            parts: list[bytes] = []
-            append = parts.append
-            for prefix, payload in items:
-                append(_pack_header(len(prefix) + len(payload)))
-                append(prefix)
-                append(payload)
-            self._buf += b"".join(parts)
-            return
-        if self._state is _LIVE:
-            self._count_sent_locally(len(items))
-        self._ensure_local().host_records([prefix + payload for prefix, payload in items])
-
-    def submit(self, payload: bytes, prefix: bytes = b"") -> None:
-        """Hand one record (``prefix + payload``) over at once; never blocks, never raises.
-
-        Behind every record handed over before it (:meth:`hand`): a frame
-        definition the next records name, a forked child's first record, a
-        record while the sender is not live.
-        """
-        try:
-            with self._lock:
-                if self._state is _UNSPAWNED:
-                    self._spawn()  # the first record of a forked child
-                if self._state is _LIVE:
-                    if self.pending:
-                        self._pack_pending()
-                    buf = self._buf
-                    if len(buf) < self._max_buffer:
-                        buf += _pack_header(len(prefix) + len(payload))
-                        buf += prefix
-                        buf += payload
-                        if len(buf) >= self._write_at:
-                            self._write_some()  # as in pack_pending
-                        return
-                    self._count_sent_locally(1)
-                records = [p + q for p, q in self._take_pending()]
-                records.append(prefix + payload)
-                local = self._ensure_local()
-            local.host_records(records)
-        except Exception as exc:
-            self._count_error("submit", exc)
-
-    def _count_sent_locally(self, count: int) -> None:
-        """Count records the full buffer sent to the local sink (under the lock)."""
-        reason = "buffer_full_sent_locally"
-        self._dropped[reason] = self._dropped.get(reason, 0) + count
 
     def _count_error(self, where: str, exc: BaseException) -> None:
         self._errors += 1
@@ -367,7 +261,7 @@ class ProcessLink:
         with self._request_lock:
             with self._lock:
                 sender = self._sender
-                if self._state is not _LIVE or sender is None:
+                if self._state is not LIVE or sender is None:
                     return None
                 self._pack_pending()  # the message goes behind every record
                 rid, frame = sender.request(op, **fields)
@@ -380,7 +274,7 @@ class ProcessLink:
         """Write the whole buffer, waiting for the pipe up to ``deadline``."""
         while True:
             with self._lock:
-                if self._state is not _LIVE:
+                if self._state is not LIVE:
                     return False
                 if self._buf:
                     self._write_some()
@@ -397,19 +291,29 @@ class ProcessLink:
 
     def flush(self, timeout_s: float | None = None) -> bool:
         """Have the sender send everything it was given, within ``timeout_s``."""
-        timeout = self._flush_timeout_s if timeout_s is None else max(0.0, float(timeout_s))
-        local = self._local_sink
-        if self._state is _LIVE:
-            reply = self._request("flush", timeout + _GRACE_S, timeout=timeout)
-            ok = bool(reply and reply.get("ok"))
-            return ok and (local is None or bool(local.flush(timeout)))
-        return local is None or bool(local.flush(timeout))
+        if not self._enter():
+            return False  # in a signal handler: see _enter
+        try:
+            timeout = self._flush_timeout_s if timeout_s is None else max(0.0, float(timeout_s))
+            local = self._local_sink
+            if self._state is LIVE:
+                reply = self._request("flush", timeout + _GRACE_S, timeout=timeout)
+                ok = bool(reply and reply.get("ok"))
+                return ok and (local is None or bool(local.flush(timeout)))
+            return local is None or bool(local.flush(timeout))
+        finally:
+            self._leave()
 
     def counters(self) -> dict[str, Any]:
         """The sender's counters (asked for now), with this side's added."""
-        if self._state is _LIVE:
-            reply = self._request("stats", _STATS_WAIT_S)
-            child = reply["counters"] if reply else self._last_counters()
+        reply = None
+        if self._state is LIVE and self._enter():  # not in a signal handler (see _enter)
+            try:
+                reply = self._request("stats", _STATS_WAIT_S)
+            finally:
+                self._leave()
+        if reply is not None:
+            child = reply["counters"]
         else:
             child = self._final or self._last_counters()
         out = merge_counters(child, {"errors": self._errors, "dropped": dict(self._dropped)})
@@ -422,20 +326,32 @@ class ProcessLink:
         return dict(self._sender.last) if self._sender is not None else {}
 
     def close(self, timeout_s: float | None = None) -> None:
-        """Flush within ``timeout_s``, let the sender spool the rest and exit; idempotent."""
+        """Flush within ``timeout_s``, let the sender spool the rest and exit; idempotent.
+
+        In a signal handler that interrupted this link's own work it returns at
+        once, leaving the link open (see :meth:`_enter`).
+        """
+        if not self._enter():
+            return
+        try:
+            self._close(timeout_s)
+        finally:
+            self._leave()
+
+    def _close(self, timeout_s: float | None) -> None:
         with self._close_lock:
             if self._closed:
                 return
             self._closed = True
         timeout = self._flush_timeout_s if timeout_s is None else max(0.0, float(timeout_s))
         release(self._atexit_hook)
-        if self._state is _LIVE:
+        if self._state is LIVE:
             deadline = time.monotonic() + timeout + _GRACE_S
             reply = self._request("close", timeout + _GRACE_S, timeout=timeout)
             if reply is not None:
                 self._final = reply.get("counters") or {}
             with self._lock:
-                self._state = _CLOSED
+                self._state = CLOSED
                 self.batching = False
                 self._tick.set()
                 self._close_pipe()
@@ -451,7 +367,7 @@ class ProcessLink:
             if self._sender is not None:
                 self._sender.wait(deadline - time.monotonic())
         with self._lock:
-            self._state = _CLOSED
+            self._state = CLOSED
             self.batching = False
             stragglers = self._take_pending()  # handed over as the link closed
             if stragglers:
