@@ -15,7 +15,8 @@ import time
 
 __all__ = ["diagnose", "set_quiet"]
 
-_lock = threading.Lock()
+#: Re-entrant: a signal handler may diagnose on the thread it interrupted in here.
+_lock = threading.RLock()
 _last: dict[str, float] = {}
 _suppressed: dict[str, int] = {}
 _quiet = os.environ.get("AIND_LOG_QUIET", "") not in ("", "0", "false", "False")
@@ -24,7 +25,7 @@ _quiet = os.environ.get("AIND_LOG_QUIET", "") not in ("", "0", "false", "False")
 def _reset_after_fork() -> None:
     # A child forked while another thread held the lock would deadlock on it.
     global _lock
-    _lock = threading.Lock()
+    _lock = threading.RLock()
 
 
 if hasattr(os, "register_at_fork"):

@@ -218,7 +218,7 @@ class CloudWatchSink(EngineSink):
             max_batch_records=records,
             **engine_options,
         )
-        self._off_lock = threading.Lock()
+        self._off_lock = threading.RLock()  # re-entrant: a signal handler may log
         self._off_dropped: dict[str, int] = {}
 
     @staticmethod

@@ -95,7 +95,7 @@ class RunLogHandler(logging.Handler):
             raise
         self._default_renderer = Renderer()
         self._local = threading.local()
-        self._count_lock = threading.Lock()
+        self._count_lock = threading.RLock()  # re-entrant: a signal handler may log
         self.counts: dict[str, int] = {}
         self.first_error: str | None = None
         self._subscriptions: dict[str, tuple[_Forwarder, int]] = {}
