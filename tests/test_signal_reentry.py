@@ -7,7 +7,9 @@ instead (see test_delivery_batching and the SIGTERM tests of test_loki_reliabili
 
 from __future__ import annotations
 
+import io
 import logging
+import pickle
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -73,3 +75,25 @@ def test_cloudwatch_turned_off_counts_a_record_logged_inside_its_count(
         assert sink.counters()["dropped"].get("no_credentials") == 1
     finally:
         sink.close(0)
+
+
+def test_a_sipe_frame_encoded_inside_another_keeps_both_records() -> None:
+    """Thread delivery encodes on the caller's thread with a reused pickler; a
+    handler encoding its own record between another's pickling and the read of
+    the result must not hand that other record its frame."""
+    from aind_log_utils._sipe import _encode
+
+    class Interrupted(_encode._PlainPickler):
+        def dump(self, obj: Any) -> None:
+            super().dump(obj)
+            if "mine" in obj:  # the handler runs here, before the caller reads
+                _encode._dumps({"handler": 2})
+
+    buffer = io.BytesIO()
+    pickler = Interrupted(buffer, _encode.PICKLE_PROTOCOL)
+    _encode._local.pickler = (pickler, buffer)
+    try:
+        framed = _encode._dumps({"mine": 1})
+    finally:
+        _encode._local.__dict__.pop("pickler", None)
+    assert pickle.loads(framed[4:]) == {"mine": 1}

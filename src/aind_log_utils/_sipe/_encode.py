@@ -161,24 +161,25 @@ _local = threading.local()
 def _dumps(payload: dict[str, Any]) -> bytes:
     """The whole frame: the 4-byte length and the pickle."""
     # One pickler per thread, reused: a third cheaper than pickle.dumps. Fast mode
-    # (no memo) suits a flat dict of scalars.
+    # (no memo) suits a flat dict of scalars. It is taken out while in use and put
+    # back after: a signal handler that logs on this thread meanwhile makes its
+    # own, instead of emptying the buffer this call is about to read. One an
+    # error interrupted is never put back.
     pickler: pickle.Pickler
     buffer: io.BytesIO
-    try:
-        pickler, buffer = _local.pickler
-    except AttributeError:
+    mine = _local.__dict__
+    reused = mine.pop("pickler", None)
+    if reused is None:
         buffer = io.BytesIO()
         pickler = _PlainPickler(buffer, PICKLE_PROTOCOL)
         pickler.fast = True
-        _local.pickler = (pickler, buffer)
-    buffer.seek(0)
-    buffer.truncate()
-    try:
-        pickler.dump(payload)
-    except BaseException:
-        del _local.pickler  # never reuse a pickler an error interrupted
-        raise
+    else:
+        pickler, buffer = reused
+        buffer.seek(0)
+        buffer.truncate()
+    pickler.dump(payload)
     data = buffer.getvalue()
+    mine["pickler"] = (pickler, buffer)
     return _LENGTH.pack(len(data)) + data
 
 
