@@ -66,7 +66,7 @@ class Handover:
         The usual record costs the caller one ``list.append``: every
         :data:`PACK_EVERY` records it frames them all into the buffer (and writes
         the buffer once it holds 64 KiB); the link's thread frames and writes
-        what waits at least every :data:`WRITE_EVERY_S`. Anything but a live
+        what waits at least every :data:`~._link.WRITE_EVERY_S`. Anything but a live
         sender (not spawned yet in a forked child, sending locally, closed) goes
         through :meth:`submit`.
 
