@@ -369,8 +369,6 @@ class ProcessLink(Handover):
         with self._lock:
             self._state = CLOSED
             self.batching = False
-            stragglers = self._take_pending()  # handed over as the link closed
-            if stragglers:
-                self._ensure_local().host_records([p + q for p, q in stragglers])
+            self._pack_pending()  # records handed over as the link closed: to the local sink
         if self._local_sink is not None:
             self._local_sink.close(timeout)
