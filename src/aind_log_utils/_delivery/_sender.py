@@ -171,17 +171,12 @@ class SenderProcess:
                 pass
 
     def forget(self) -> None:
-        """In a forked child: close this process's copies of the parent's sender's pipes.
-
-        Takes no lock: one the parent's reader held at the fork stays held here.
-        """
+        """In a forked child: close this process's copies of the parent's sender's pipes."""
+        # A fresh lock: the parent's reader may have held the old one at the fork,
+        # and it would stay held here.
+        self._replied = threading.Condition(threading.Lock())
         self.close_pipe()
-        if self._reply_open:
-            self._reply_open = False
-            try:
-                os.close(self._reply_fd)
-            except OSError:
-                pass
+        self._close_reply_fd()
 
     def _close_reply_fd(self) -> None:
         # Once only: a closed fd's number may since name another file.
