@@ -21,6 +21,7 @@ __all__ = [
     "PROTECTED",
     "as_text",
     "default_value",
+    "fits_json_int",
     "format_exception",
     "format_timestamp",
     "int_text",
@@ -59,6 +60,11 @@ def default_value(value: Any) -> Any:
 _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
 
 
+def fits_json_int(value: int) -> bool:
+    """True for an integer orjson encodes (within 64 bits, signed or unsigned)."""
+    return _INT_MIN <= value <= _INT_MAX
+
+
 def int_text(value: int) -> str:
     """An integer's decimal text; past Python's digit limit, its size instead."""
     try:
@@ -77,7 +83,7 @@ def make_encodable(value: Any) -> Any:
     if isinstance(value, str):
         return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
     if isinstance(value, int) and not isinstance(value, bool):
-        return value if _INT_MIN <= value <= _INT_MAX else int_text(value)
+        return value if fits_json_int(value) else int_text(value)
     if isinstance(value, dict):
         return {make_encodable(k): make_encodable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

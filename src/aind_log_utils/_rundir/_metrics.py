@@ -27,7 +27,7 @@ from filelock import FileLock
 
 from .._diagnostics import diagnose
 from .._fsync import fsync_and_close
-from .._render_values import int_text
+from .._render_values import fits_json_int, int_text
 from ._atomic import locked_json_update, merge_json_object
 from ._convert import to_plain
 
@@ -54,24 +54,20 @@ _FLAGS = (
 _OPTIONS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 
 
-#: The integers a JSON line holds as they are (orjson's 64 bits, signed or not).
-_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
-
-
 def _metric_value(value: Any) -> Any:
     cls = type(value)
     if cls is float:
         # JSON has no NaN/inf; keep them readable instead of orjson's null.
         return value if math.isfinite(value) else repr(value)
     if cls is int:
-        return value if _INT_MIN <= value <= _INT_MAX else _big_int(value)
+        return value if fits_json_int(value) else _big_int(value)
     if cls is bool or cls is str or value is None:
         return value
     plain = to_plain(value, for_yaml=False)
     if isinstance(plain, float) and not math.isfinite(plain):
         return repr(plain)
     if isinstance(plain, int) and not isinstance(plain, bool):
-        return plain if _INT_MIN <= plain <= _INT_MAX else _big_int(plain)
+        return plain if fits_json_int(plain) else _big_int(plain)
     return plain
 
 
@@ -125,7 +121,7 @@ class MetricsLog:
             raise ValueError("metrics: at least one metric is needed")
         if step is not None and (isinstance(step, bool) or not isinstance(step, int)):
             step = _as_step(step)
-        if step is not None and not _INT_MIN <= step <= _INT_MAX:
+        if step is not None and not fits_json_int(step):
             raise ValueError(f"step: {step} is beyond 64 bits")
         if not isinstance(split, str) or not split:
             raise TypeError(f"split: expected a non-empty string, got {split!r}")
