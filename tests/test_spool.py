@@ -344,20 +344,39 @@ def test_a_compressed_segment_reads_back_every_record_and_is_smaller(tmp_path: P
     assert name is not None and name.compressed and name.filename == copy.target.name
 
 
-def test_compressing_drops_a_torn_tail_and_skips_what_does_not_pay(tmp_path: Path) -> None:
+def test_a_compressed_torn_tail_reads_as_the_raw_one_and_noise_is_not_compressed(
+    tmp_path: Path,
+) -> None:
     from aind_log_utils._delivery._compress import commit, compress_segment
 
     lines = json_lines(50)
     raw = write_segment(tmp_path, lines, pid=dead_pid())
     with raw.open("r+b") as f:
         f.truncate(raw.stat().st_size - 5)
+    before = read_segment(raw)
     copy = compress_segment(raw)
     assert copy is not None
     commit(copy)
-    assert read_segment(copy.target).items == lines[:-1]
+    after = read_segment(copy.target)
+    assert after.items == before.items == lines[:-1]
+    assert after.ignored_bytes == before.ignored_bytes > 0  # the torn frame, copied as it was
     noise = write_segment(tmp_path, [os.urandom(500) for _ in range(20)], pid=1, token="dd")
     assert compress_segment(noise) is None and noise.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+@pytest.mark.parametrize("isal", [True, False], ids=["isal", "zlib"])
+def test_deflate_makes_a_zlib_stream_with_or_without_isal(isal: bool) -> None:
+    import zlib
+
+    from aind_log_utils._delivery._compress import deflate
+    from aind_log_utils._gzip import ISAL
+
+    if isal and ISAL is None:
+        pytest.skip("no ISA-L wheel on this platform")
+    data = b"".join(json_lines(300))
+    blob = deflate(data, ISAL if isal else None)
+    assert zlib.decompress(blob) == data and len(blob) < len(data) / 3
 
 
 def test_a_damaged_compressed_segment_keeps_its_intact_prefix(tmp_path: Path) -> None:

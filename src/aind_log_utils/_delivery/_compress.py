@@ -4,7 +4,11 @@ The caller appends raw frames to the open segment (one ``os.write`` per record:
 SIGKILL-safe, and cheap on the caller's thread). Once a segment is closed and while
 it waits to be replayed, the engine's worker, idle during a backoff, rewrites it as
 ``<same name>.spoolz`` (magic ``AINDSPZ1``, then the raw frames as one zlib stream,
-level 1: JSON log lines shrink several times at ~100 MB/s). The rewrite never loses
+level 1: JSON log lines shrink 5-20 times; ISA-L makes it where its wheel is
+installed, about 6 times faster than zlib's level 1 and smaller). The frames are
+copied as they are, not parsed: a reader stops at the first frame that is torn
+or fails its CRC, in the compressed copy exactly as in the raw segment, and the
+worker's time spent holding the GIL is a logging thread's time. The rewrite never loses
 or duplicates a record, wherever a crash stops it:
 
 1. :func:`compress_segment` writes ``<name>.spoolz.tmp`` and fsyncs it. A crash
@@ -28,11 +32,13 @@ import os
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 from .._fsync import fsync_path
-from ._segment import MAGIC, ZMAGIC, SegmentName, parse_frames, write_all
+from .._gzip import ISAL
+from ._segment import MAGIC, ZMAGIC, SegmentName, write_all
 
-__all__ = ["LEVEL", "TMP_SUFFIX", "Compressed", "commit", "compress_segment", "discard"]
+__all__ = ["LEVEL", "TMP_SUFFIX", "Compressed", "commit", "compress_segment", "deflate", "discard"]
 
 #: zlib level: the fastest; JSON log lines still shrink 5-10 times.
 LEVEL = 1
@@ -61,11 +67,19 @@ class Compressed:
     size: int
 
 
+def deflate(data: bytes, isal: ModuleType | None = ISAL) -> bytes:
+    """One zlib stream of ``data`` at the fastest level (ISA-L's where installed, else zlib's)."""
+    if isal is not None:
+        return bytes(isal.compress(data, 1))
+    return zlib.compress(data, LEVEL)
+
+
 def compress_segment(raw: Path) -> Compressed | None:
     """Write the compressed copy of a closed raw segment to a temp file, fsynced.
 
-    Only the intact records are kept (a torn tail is dropped). The copy keeps the
-    raw segment's mtime: claims order writers by it.
+    The frames are copied as they are: a torn tail or a damaged frame stops a
+    reader of the copy where it stops a reader of the raw segment. The copy keeps
+    the raw segment's mtime: claims order writers by it.
 
     Args:
         raw: a closed segment (``.spool``) that no one appends to any more.
@@ -84,8 +98,7 @@ def compress_segment(raw: Path) -> Compressed | None:
     data = raw.read_bytes()
     if not data.startswith(MAGIC):
         return None
-    _, end = parse_frames(data, len(MAGIC))
-    blob = ZMAGIC + zlib.compress(data[len(MAGIC) : end], LEVEL)
+    blob = ZMAGIC + deflate(data[len(MAGIC) :])
     if len(blob) > len(data) * (1 - _MIN_SAVING):
         return None
     target = raw.with_name(dataclasses.replace(name, compressed=True).filename)
