@@ -247,7 +247,8 @@ def test_non_plain_values_arrive_as_json_text(receiver: SipeReceiver, tmp_path: 
 
 def test_thread_and_process_delivery_send_the_same_frame(tmp_path: Path) -> None:
     """A thread-mode sink encodes the live event; a sender process reads the event
-    back from the JSON line. For every kind of value both give the same dict."""
+    back from the JSON line, and so does the replay of a record a thread-mode sink
+    spooled packed. For every kind of value all three give the same dict."""
     from aind_log_utils._sipe._encode import get_record_attrs
     from aind_log_utils._sipe._sink import _PLAIN_KIND, _WEBLOG_KIND
 
@@ -289,6 +290,9 @@ def test_thread_and_process_delivery_send_the_same_frame(tmp_path: Path) -> None
         read_back = pickle.loads(frame_[4:])
         assert_plain(live)
         assert live == read_back, record.msg
+        # spooled packed while the server is away, the frame made when it is sent
+        spooled = sink.expand(sink._spool_form(bytes([kind]) + attrs + b"\n" + line))
+        assert spooled is not None and pickle.loads(spooled[4:]) == live, record.msg
     values = pickle.loads(sink._encode(_WEBLOG_KIND, seen[1][0], seen[1][2])[4:])
     assert values["when"] == "2020-01-02T03:04:05" and values["id"] == str(uuid.UUID(int=7))
     assert values["big"] == str(2**70) and values["weblog"] is True

@@ -19,7 +19,9 @@ from typing import Any
 
 import pytest
 
+from aind_log_utils._delivery._segment import read_segment
 from aind_log_utils._sipe import SipeHandler, SipeTransport, frame
+from aind_log_utils._sipe._encode import PACKED_MARK
 from aind_log_utils.testing import SipeReceiver
 
 FAST: dict[str, Any] = {
@@ -73,23 +75,34 @@ def numbers(receiver: SipeReceiver) -> list[int]:
     return [int(m.split()[1]) for m in receiver.messages()]
 
 
+def _items(path: Path) -> list[bytes]:
+    return read_segment(path).items
+
+
 def send(log: logging.Logger, first: int, count: int, pad: str = "") -> None:
     for i in range(first, first + count):
         log.warning("line %d %s", i, pad)
 
 
+@pytest.mark.parametrize("delivery", ["process", "thread"])
 def test_server_down_at_start(
-    receiver: SipeReceiver, logger: logging.Logger, tmp_path: Path
+    receiver: SipeReceiver, logger: logging.Logger, tmp_path: Path, delivery: str
 ) -> None:
     receiver.go_away()
-    handler = attach(logger, receiver, tmp_path)
-    send(logger, 0, 50)
+    handler = attach(logger, receiver, tmp_path, delivery=delivery)
+    send(logger, 0, 25)
     assert eventually(lambda: handler.sink.counters()["retried"] >= 1)
-    assert handler.sink.counters()["spooled"] >= 1
+    send(logger, 25, 25)
+    assert eventually(lambda: handler.sink.counters()["spooled"] == 50)
+    if delivery == "thread":  # what came while it spooled went packed, unencoded
+        handler.sink.flush(timeout_s=0)  # the spool's buffer, on disk
+        items = [i for path in sorted((tmp_path / "spool").iterdir()) for i in _items(path)]
+        assert sum(item.startswith(PACKED_MARK) for item in items) >= 25
     receiver.come_back()
     assert receiver.wait_for(50, 20)
     handler.close()
     assert numbers(receiver) == list(range(50))
+    assert {(d["project"], d["levelname"]) for d in receiver.dicts()} == {("rel", "WARNING")}
     assert receiver.refused == receiver.invalid == 0
     assert handler.sink.records_dropped == 0
 

@@ -257,6 +257,16 @@ class DeliveryEngine(EngineWorker):
             self._spilling = self._spool_enabled
             self._spool_or_drop(item, self._seq, "queue_full")
 
+    @property
+    def spilling(self) -> bool:
+        """True while new items go to the spool (the server is away, or the queue was full).
+
+        Read without the lock, so only a hint: a sink may prepare an item for the
+        spool differently (SIPE spools records packed, unencoded), but any item
+        may still land in the queue or the spool.
+        """
+        return self._spilling
+
     def stats(self) -> DeliveryStats:
         """Return a consistent snapshot of the counters.
 

@@ -79,6 +79,10 @@ class ProcessLink(Handover):
         max_buffer_bytes: the most this side buffers while the pipe is full.
     """
 
+    #: The program's side never spools items itself: its sender decides (see
+    #: :attr:`DeliveryEngine.spilling <aind_log_utils._delivery.DeliveryEngine.spilling>`).
+    spilling = False
+
     def __init__(
         self,
         name: str,

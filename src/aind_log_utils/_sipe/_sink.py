@@ -249,16 +249,21 @@ class SipeSink(EngineSink):
             else:
                 return
             link = self._link
-            if link is None:
+            if link is None and not self.engine.spilling:
                 self.engine.submit(self._encode(kind, event, record))
                 return
-            # Process delivery: the sender encodes; the caller packs what the line
-            # lacks (the record's own attributes) in front of the line.
+            # Process delivery (the sender encodes), or a thread-mode engine that
+            # spools while the server is away (the frame is made when the record is
+            # sent, not now: pickling took a third of a record's time). The caller
+            # packs what the line lacks (the record's own attributes) in front of it.
             try:
                 attrs = orjson.dumps(get_record_attrs(record.__dict__), default=str)
             except (KeyError, TypeError):  # a hand-made record, or a factory's objects
                 attrs = orjson.dumps([plain(value) for value in record_values(record)])
-            link.hand(_KIND_BYTES[kind] + attrs + b"\n", line)
+            if link is not None:
+                link.hand(_KIND_BYTES[kind] + attrs + b"\n", line)
+            else:
+                self.engine.submit(self._spool_form(_KIND_BYTES[kind] + attrs + b"\n" + line))
         except Exception:
             self.engine._count_error("encode", RuntimeError("encoding failed"))
 
@@ -286,10 +291,8 @@ class SipeSink(EngineSink):
         comes made the sender slower than the program while the server was away.
         """
         engine = self._thread_engine()
-        if engine._spilling:
-            head = PACKED_MARK
-            origin = self._origin
-            engine.submit_many([b"".join((head, p[:1], origin, b"\n", p[1:])) for p in payloads])
+        if engine.spilling:
+            engine.submit_many([self._spool_form(payload) for payload in payloads])
             return
         frames: list[bytes] = []
         bad = 0
@@ -302,6 +305,13 @@ class SipeSink(EngineSink):
         if bad:
             engine._count_error("encode", RuntimeError(f"{bad} record(s) could not be encoded"))
         engine.submit_many(frames)
+
+    def _spool_form(self, payload: bytes) -> bytes:
+        """What a packed record (kind, attributes, newline, line) is spooled as.
+
+        It says who wrote it; :meth:`expand` makes its frame when it is sent.
+        """
+        return b"".join((PACKED_MARK, payload[:1], self._origin, b"\n", payload[1:]))
 
     def _frame_of(
         self, kind: int, packed: bytes, origin: tuple[str, str | None, str | None] | None
