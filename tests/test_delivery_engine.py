@@ -4,6 +4,7 @@ bounded close, replay by the next process, claims, torn files, fork, counters.""
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import re
 import signal
@@ -27,6 +28,7 @@ from aind_log_utils._delivery import (
     SendResult,
     describe_error,
 )
+from aind_log_utils._delivery._segment import SegmentName
 from aind_log_utils._delivery._spool import SpoolWriter, _host_id
 
 Responder = Callable[[list[bytes]], SendResult]
@@ -690,14 +692,67 @@ def test_sigkilled_process_spilled_records_survive(
     child = run_child("spill-and-hang", spool_dir, 200)
     assert child.stdout is not None
     spooled = int(child.stdout.readline())
+    assert spooled == 190
+    # Spooled frames are gathered in memory; the worker writes them within 0.1 s
+    # (SPOOL_WRITE_S) with no flush asked for (it waits 60 s for its batch): from
+    # then on a SIGKILL cannot take them.
+    poll(lambda: sum(len(_read(p)) for p in segments(spool_dir)) == 190, timeout=5)
     child.send_signal(signal.SIGKILL)
     child.wait(10)
-    assert spooled == 190
     transport = RecordingTransport()
     make_engine(transport)
     transport.wait_delivered(spooled)
     # the 10 in memory died with the process; the spooled ones arrive, in order
     assert transport.delivered == [f"child-{i:06d}".encode() for i in range(10, 200)]
+
+
+FAILING_DISK_CHILD = r"""
+import json, os, resource, signal, sys
+from aind_log_utils._delivery import DeliveryEngine, SendResult
+
+class Down:
+    def send(self, batch, timeout_s):
+        return SendResult.retry("down")
+
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
+resource.setrlimit(resource.RLIMIT_FSIZE, (150_000, 150_000))
+engine = DeliveryEngine("child", Down(), spool_dir=sys.argv[1], max_queue_records=1,
+                        batch_wait_s=0, retry_start_s=30, retry_max_s=30)
+for i in range(600):
+    engine.submit(f"item-{i:04d}-".encode() + b"x" * 990)
+engine.flush(0)  # what the spool gathered, written
+stats = engine.stats()
+print(json.dumps([stats.spooled, stats.dropped, stats.errors, stats.queued]), flush=True)
+os._exit(0)
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs RLIMIT_FSIZE")
+def test_a_failed_gathered_spool_write_counts_exactly_the_records_it_lost(
+    tmp_path: Path,
+) -> None:
+    """Spooled frames are written 64 KiB at a time. When such a write fails (here:
+    each file may hold 150 kB), the records that did not reach the disk whole are
+    counted dropped, not spooled: what the spool holds is what it says it holds."""
+    spool_dir = tmp_path / "spool"
+    out = subprocess.run(
+        [sys.executable, "-c", FAILING_DISK_CHILD, str(spool_dir)],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    spooled, dropped, errors, queued = json.loads(out.stdout)
+    # The child may exit while its worker compresses a segment: both copies, or a
+    # temp file, may be left; a replay takes the compressed copy, as this does.
+    copies: dict[tuple[str, int, str, int], Path] = {}
+    for path in segments(spool_dir):
+        name = SegmentName.parse(path.name)
+        if name is not None and (name.compressed or name.key not in copies):
+            copies[name.key] = path
+    on_disk = [item for _, path in sorted(copies.items()) for item in _read(path)]
+    assert dropped.get("spool_error", 0) > 0 and errors > 0
+    assert spooled + dropped["spool_error"] + queued == 600
+    assert len(on_disk) == spooled
+    numbers = [int(item[5:9]) for item in on_disk]
+    assert numbers == sorted(set(numbers))  # in order, none twice
 
 
 def test_exit_without_close_is_bounded_and_spools(tmp_path: Path) -> None:

@@ -85,6 +85,17 @@ def test_writer_and_reader_round_trip_every_record(tmp_path: Path) -> None:
     assert data.size == path.stat().st_size
 
 
+def test_frames_are_length_and_standard_crc32_whatever_computes_it(tmp_path: Path) -> None:
+    """A spool written where ISA-L computes the CRC is read where zlib does."""
+    import struct
+    import zlib
+
+    records = [b"one", b"", b"\x00\xff" * 700]
+    data = write_segment(tmp_path, records, pid=os.getpid()).read_bytes()
+    expected = MAGIC + b"".join(struct.pack(">II", len(r), zlib.crc32(r)) + r for r in records)
+    assert data == expected
+
+
 def test_writer_names_segment_after_first_seq_and_rotates(tmp_path: Path) -> None:
     writer = SpoolWriter(tmp_path, host=HOST, pid=42, token="beef")
     writer.append(b"a", 7)
@@ -469,24 +480,23 @@ def test_compression_ratio_of_json_lines(tmp_path: Path) -> None:
     assert ratio > 3
 
 
-def test_buffered_writer_writes_at_64_kib_on_write_pending_and_rotate_never_after_abandon(
+def test_writer_gathers_64_kib_writes_on_write_pending_and_rotate_never_after_abandon(
     tmp_path: Path,
 ) -> None:
-    """A sender process's spool: frames wait in memory until 64 KiB, write_pending,
-    sync or rotate; abandon (a forked child) drops them instead of writing them."""
+    """Frames wait in memory until 64 KiB, write_pending, sync or rotate; abandon (a
+    forked child) drops them instead of writing them."""
     writer = SpoolWriter(tmp_path, host=HOST, pid=42, token="cafe")
-    writer.buffer_writes()
     writer.append(b"first", 1)
     path = writer.path
-    assert path is not None
+    assert path is not None and writer.pending
     assert path.stat().st_size == 0  # nothing written yet, not even the magic
     writer.write_pending()
-    assert read_segment(path).items == [b"first"]
+    assert read_segment(path).items == [b"first"] and not writer.pending
     big = b"x" * 40_000
     writer.append(big, 2)
     assert read_segment(path).items == [b"first"]
-    writer.append(big, 3)  # past 64 KiB pending: written at once
-    assert read_segment(path).items == [b"first", big, big]
+    writer.append(big, 3)  # would pass 64 KiB: the older frame is written, this one waits
+    assert read_segment(path).items == [b"first", big]
     writer.append(b"last", 4)
     assert writer.rotate(fsync=False) == path
     assert read_segment(path).items == [b"first", big, big, b"last"]
@@ -494,4 +504,4 @@ def test_buffered_writer_writes_at_64_kib_on_write_pending_and_rotate_never_afte
     second = writer.path
     assert second is not None and second != path
     writer.abandon()
-    assert second.stat().st_size == 0
+    assert second.stat().st_size == 0 and not writer.pending

@@ -1,7 +1,7 @@
 """Compressing closed spool segments, so that a long outage fits in the spool's cap.
 
-The caller appends raw frames to the open segment (one ``os.write`` per record:
-SIGKILL-safe, and cheap on the caller's thread). Once a segment is closed and while
+The caller appends raw frames to the open segment (gathered in memory and written
+64 KiB at a time, at least every 0.1 s: see :mod:`._segment`). Once a segment is closed and while
 it waits to be replayed, the engine's worker, idle during a backoff, rewrites it as
 ``<same name>.spoolz`` (magic ``AINDSPZ1``, then the raw frames as one zlib stream,
 level 1: JSON log lines shrink 5-20 times; ISA-L makes it where its wheel is

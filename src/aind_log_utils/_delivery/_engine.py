@@ -162,21 +162,14 @@ class DeliveryEngine(EngineWorker):
             raise TypeError(f"{sorted(unknown)[0]}: not a delivery option")
         cls.__new__(cls)._configure("check", transport, {**OPTION_DEFAULTS, **options})
 
-    def buffer_spool_writes(self) -> None:
-        """Spool in 64 KiB writes instead of one per item (a sender process's engine).
-
-        The items that overflow while the server is away then cost the sender
-        a memory copy, not a system call each; :meth:`write_spool_buffer` puts
-        them on disk whenever the sender has handled its input.
-        """
-        with self._lock:
-            self._spool.writer.buffer_writes()
-
     def write_spool_buffer(self) -> None:
-        """Write the spool's buffered items (see :meth:`buffer_spool_writes`); never raises."""
+        """Write what the spool has gathered now, not within the worker's 0.1 s; never raises.
+
+        A sender process calls it whenever it has handled its input.
+        """
         try:
             with self._lock:
-                self._spool.writer.write_pending()
+                self._write_gathered()
         except Exception as exc:
             self._count_error("spool", exc)
 
@@ -204,7 +197,14 @@ class DeliveryEngine(EngineWorker):
         Args:
             item: one encoded record.
         """
-        self.submit_many((item,))
+        try:
+            with self._lock:
+                if type(item) is bytes:  # no tuple and loop of submit_many: a record's call
+                    self._queue_one(item)
+                else:
+                    self._queue_odd(item)
+        except Exception as exc:
+            self._count_error("submit", exc)
 
     def submit_many(self, items: Iterable[bytes]) -> None:
         """Queue encoded items in order under one lock; as :meth:`submit` for each.
@@ -215,19 +215,27 @@ class DeliveryEngine(EngineWorker):
         try:
             with self._lock:
                 for item in items:
-                    if type(item) is not bytes:
-                        if not isinstance(item, (bytes, bytearray, memoryview)):
-                            self._drop("invalid_item", 1)
-                            continue
-                        item = bytes(item)
-                    self._queue_one(item)
+                    if type(item) is bytes:
+                        self._queue_one(item)
+                    else:
+                        self._queue_odd(item)
         except Exception as exc:
             self._count_error("submit", exc)
 
+    def _queue_odd(self, item: object) -> None:
+        """Queue a bytes-like item as bytes; drop (and count) anything else."""
+        if isinstance(item, (bytes, bytearray, memoryview)):
+            self._queue_one(bytes(item))
+        else:
+            self._drop("invalid_item", 1)
+
     def _queue_one(self, item: bytes) -> None:
         """Queue, spool or drop one item (under the lock)."""
-        size = len(item)
         self._seq += 1
+        if self._spilling and not self._stop:  # the server is away: straight to the spool
+            self._spool_or_drop(item, self._seq, "queue_full")
+            return
+        size = len(item)
         if self._stop:
             self._spool_or_drop(item, self._seq, "closed")
             return
@@ -237,14 +245,13 @@ class DeliveryEngine(EngineWorker):
             except RuntimeError:  # no new threads at interpreter shutdown
                 self._spool_or_drop(item, self._seq, "closed")
                 return
-        queue = self._queue
-        if not queue and not self._spilling:
+        queue = self._queue  # not spilling here: behind the spool is where it would go
+        if not queue:
             queue.append(item)
             self._queue_bytes, self._head_seq, self._oldest_at = size, self._seq, time.monotonic()
             self._work.notify()
         elif (
-            not self._spilling
-            and self._queue_bytes + size <= self._max_queue_bytes
+            self._queue_bytes + size <= self._max_queue_bytes
             and len(queue) < self._max_queue_records
         ):
             queue.append(item)
@@ -274,6 +281,7 @@ class DeliveryEngine(EngineWorker):
             The counters (see :class:`~._transport.DeliveryStats`).
         """
         with self._lock:
+            self._settle_lost()
             return DeliveryStats(
                 sent=self._sent,
                 retried=self._retried,

@@ -90,7 +90,6 @@ def serve(sink: Any, reply_fd: int, data: bytearray) -> None:
     """
     many = sink.host_records
     engine = sink.engine
-    engine.buffer_spool_writes()
     while True:
         frames, pos = split_frames(data)
         del data[:pos]

@@ -312,4 +312,17 @@ class Spool:
         self.release()
         self.token = secrets.token_hex(6)
         live_tokens.add(self.token)
-        self.writer = SpoolWriter(self.directory, host=self.host, pid=os.getpid(), token=self.token)
+        lost = self.writer.lost
+        # No worker writes gathered frames after close: each straggler at once.
+        self.writer = SpoolWriter(
+            self.directory, host=self.host, pid=os.getpid(), token=self.token, gather=False
+        )
+        self.writer.lost = lost
+
+    def take_lost(self) -> int:
+        """Take the count of records lost by failed gathered writes since the last call.
+
+        See :attr:`SpoolWriter.lost`.
+        """
+        lost, self.writer.lost = self.writer.lost, 0
+        return lost

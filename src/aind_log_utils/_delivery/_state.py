@@ -82,6 +82,26 @@ class EngineState:
         else:
             self._errors += why == "spool_error"
             self._drop(why, 1)
+            self._settle_lost()
+
+    def _write_gathered(self) -> None:
+        """Write the frames the spool has gathered (see :mod:`._segment`)."""
+        try:
+            self._spool.writer.write_pending()
+        except OSError as exc:
+            self._errors += 1
+            diagnose(
+                f"{self.name}:spool:write",
+                f"{self.name}: cannot write the spool in {self.spool_dir}: {describe_error(exc)}",
+            )
+        self._settle_lost()
+
+    def _settle_lost(self) -> None:
+        """Count the records of failed gathered spool writes as dropped, not spooled."""
+        lost = self._spool.take_lost()
+        if lost:
+            self._spooled -= lost
+            self._drop("spool_error", lost)
 
     def _drop(self, reason: str, count: int) -> None:
         self._dropped[reason] = self._dropped.get(reason, 0) + count

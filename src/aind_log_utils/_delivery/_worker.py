@@ -26,11 +26,14 @@ from ._spool import sync_files
 from ._state import EngineState
 from ._transport import SendOutcome, SendResult, describe_error
 
-__all__ = ["RETRY_AFTER_CAP_S", "EngineWorker"]
+__all__ = ["RETRY_AFTER_CAP_S", "SPOOL_WRITE_S", "EngineWorker"]
 
 #: A server's Retry-After above this is clamped (a misconfigured proxy must not
 #: silence a sink for hours; the spool holds the records meanwhile).
 RETRY_AFTER_CAP_S = 600.0
+#: While the engine spools, the worker writes the spool's gathered frames at least
+#: this often (the caller writes them every 64 KiB): the most a SIGKILL can take.
+SPOOL_WRITE_S = 0.1
 
 
 class EngineWorker(EngineState):
@@ -75,7 +78,7 @@ class EngineWorker(EngineState):
                         or now - self._oldest_at >= self._batch_wait_s
                     ):
                         return self._take_batch(), None
-                    self._work.wait(self._oldest_at + self._batch_wait_s - now)
+                    self._wait_work(self._oldest_at + self._batch_wait_s - now)
                 elif self._spilling:
                     if self._spool.writer.records:
                         self._spool.rotate(fsync=False)  # read back at once: no need to sync
@@ -84,8 +87,20 @@ class EngineWorker(EngineState):
                     self._spilling = False
                 else:
                     self._idle.notify_all()
-                    self._work.wait()
+                    self._wait_work(None)
             return None
+
+    def _wait_work(self, timeout: float | None) -> None:
+        """Wait (under the lock) until woken or ``timeout``.
+
+        The spool's gathered frames go to disk first, and while the engine spools
+        the wait ends within :data:`SPOOL_WRITE_S`, to write what came meanwhile.
+        """
+        if self._spool.writer.pending:
+            self._write_gathered()
+        if self._spilling:
+            timeout = SPOOL_WRITE_S if timeout is None else min(timeout, SPOOL_WRITE_S)
+        self._work.wait(timeout)
 
     def _take_batch(self) -> list[bytes]:
         queue = self._queue
@@ -129,8 +144,9 @@ class EngineWorker(EngineState):
                 if outcome is SendOutcome.RETRY:
                     self._retry_later(result)
                     if from_memory and self._spool_enabled:
-                        # The server is away: this batch and the queue go to disk,
-                        # where a SIGKILL cannot take them; the spool is retried.
+                        # The server is away: this batch and the queue go to disk
+                        # (within SPOOL_WRITE_S), where a SIGKILL cannot take them;
+                        # the spool is retried.
                         self._spill(parts)
                         return True
                 elif outcome is SendOutcome.SPLIT and len(part) > 1:
@@ -185,7 +201,7 @@ class EngineWorker(EngineState):
                 unsynced = self._spool.take_unsynced()
                 path = None if unsynced else self._spool.compressible()
                 if not unsynced and path is None:
-                    self._work.wait(wait)  # a new closed segment wakes it
+                    self._wait_work(wait)  # a new closed segment wakes it
                     continue
             if unsynced:
                 sync_files(unsynced)
