@@ -97,3 +97,27 @@ def test_a_sipe_frame_encoded_inside_another_keeps_both_records() -> None:
     finally:
         _encode._local.__dict__.pop("pickler", None)
     assert pickle.loads(framed[4:]) == {"mine": 1}
+
+
+def test_work_put_off_by_a_handler_runs_once_the_thread_has_left_every_link() -> None:
+    """What the SIGTERM handler defers runs when the interrupted thread leaves its
+    outermost link work, on that thread, with the thread no longer busy; another
+    thread's depth is its own."""
+    from aind_log_utils import _reentry
+
+    ran: list[bool] = []
+    _reentry.enter()
+    _reentry.enter()  # two links' work, one inside the other
+    other: list[bool] = []
+    thread = threading.Thread(target=lambda: other.append(_reentry.busy()))
+    thread.start()
+    thread.join()
+    assert _reentry.busy() and other == [False]
+    _reentry.when_left(lambda: ran.append(_reentry.busy()))
+    _reentry.leave()
+    assert ran == [] and _reentry.busy()
+    _reentry.leave()
+    assert ran == [False] and not _reentry.busy()
+    _reentry.enter()
+    _reentry.leave()
+    assert ran == [False]  # it ran once

@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from . import _reentry
 from ._diagnostics import diagnose
 from ._dispatch import DispatchHandler
 
@@ -256,19 +257,29 @@ class LoggingSession:
         except (ValueError, AttributeError):
             return
 
+        watchdog: threading.Timer | None = None
+        deferred = False
+
         def on_sigterm(signum: int, frame: types.FrameType | None) -> None:
-            self.mark_failed("terminated by SIGTERM")
+            nonlocal watchdog, deferred
             # The stop line and the flush run right here, on the main thread (every
-            # lock on the path is re-entrant, and a sender link interrupted in its
-            # own locked work gives up at once: ProcessLink._enter); a watchdog ends
-            # the process should they ever exceed the bound, so SIGTERM can never
-            # hang the exit.
-            watchdog = threading.Timer(
-                self.flush_timeout_s + 2.0, os._exit, args=(128 + signal.SIGTERM,)
-            )
-            watchdog.name = "sigterm-watchdog"
-            watchdog.daemon = True
-            watchdog.start()
+            # lock on the path is re-entrant); a watchdog ends the process should
+            # they ever exceed the bound, so SIGTERM can never hang the exit.
+            if watchdog is None:
+                watchdog = threading.Timer(
+                    self.flush_timeout_s + 2.0, os._exit, args=(128 + signal.SIGTERM,)
+                )
+                watchdog.name = "sigterm-watchdog"
+                watchdog.daemon = True
+                watchdog.start()
+            if _reentry.busy():
+                # Interrupted inside a sender link's locked work: that work ends first,
+                # then this runs (once, however many SIGTERMs came meanwhile).
+                if not deferred:
+                    deferred = True
+                    _reentry.when_left(lambda: on_sigterm(signum, None))
+                return
+            self.mark_failed("terminated by SIGTERM")
             try:
                 self._stop(timeout_s=None, stop_line=True)
             finally:

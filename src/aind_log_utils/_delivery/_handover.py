@@ -15,6 +15,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from .. import _reentry
 from ._wire import HEADER
 
 __all__ = ["CLOSED", "LIVE", "LOCAL", "PACK_EVERY", "UNSPAWNED", "Handover"]
@@ -87,20 +88,24 @@ class Handover:
     def _enter(self) -> bool:
         """Mark this thread inside the link's locked work; False if it already is.
 
-        A signal handler that logs (the session's SIGTERM stop line and close) runs
-        on the thread it interrupted. Interrupted in here, that thread holds the
-        lock, which the handler would wait for forever, or is halfway through
-        changing the buffer: in a handler, records are left pending and flush and
-        close return at once (the process then ends as a SIGKILL would end it).
+        A signal handler that logs runs on the thread it interrupted. Interrupted
+        in here, that thread holds the lock, which the handler would wait for
+        forever, or is halfway through changing the buffer: in a handler, records
+        are left pending and flush and close return at once. The session's SIGTERM
+        handler does not get that far: it sees the thread :func:`~.._reentry.busy`
+        and runs when it has left (:func:`~.._reentry.when_left`), so the stop line
+        and what was pending are sent.
         """
         inside = self._inside
         if getattr(inside, "on", False):
             return False
+        _reentry.enter()
         inside.on = True
         return True
 
     def _leave(self) -> None:
         self._inside.on = False
+        _reentry.leave()  # may run a signal handler's deferred work (SIGTERM: never returns)
 
     def pack_pending(self) -> None:
         """Frame the records handed over into the buffer; write it when it is full."""

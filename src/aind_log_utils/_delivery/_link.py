@@ -29,10 +29,12 @@ What this changes for delivery:
   reach the server before older ones still in the pipe).
 - After ``fork`` the child starts a sender of its own on its first record and
   never resends the parent's.
-- A signal handler that logs and closes (the session's SIGTERM stop) while the
-  thread it interrupted was inside the link's locked work leaves its records
-  pending and returns at once: the process then ends as a SIGKILL would end it,
-  never waiting on a lock its own thread holds.
+- A signal handler that logs while the thread it interrupted was inside the
+  link's locked work never waits on the lock its own thread holds: its records
+  stay pending, and its flush and close return at once. The session's SIGTERM
+  handler puts its work off instead (:mod:`aind_log_utils._reentry`): the
+  interrupted work finishes, then the stop line and the close run, and nothing
+  is lost.
 """
 
 from __future__ import annotations
