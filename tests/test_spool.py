@@ -278,6 +278,30 @@ def test_spool_rotates_segments_by_size(tmp_path: Path) -> None:
         spool.release()
 
 
+def test_segments_are_compressible_once_the_directory_holds_a_quarter_of_its_cap(
+    tmp_path: Path,
+) -> None:
+    """Compressing costs the program CPU; most outages are short: a closed segment
+    is offered for compressing only once the directory holds COMPRESS_FROM of its
+    cap (other writers' files count too), the oldest first."""
+    spool = Spool(tmp_path / "own", max_bytes=400_000, label="lazy")
+    try:
+        assert _spool.COMPRESS_FROM == 0.25
+        spool.segment_bytes = 20_000
+        seq = 0
+        while spool.writer.size + sum(p.stat().st_size for p in spool.own) < 99_000 - 1100:
+            seq += 1
+            assert spool.append(b"c" * 1000, seq) is None
+        assert len(spool.own) >= 4 and spool.compressible() is None  # under 100,000
+        other = write_segment(tmp_path / "own", items(10), pid=dead_pid(), token="0dd")
+        with other.open("ab") as padding:  # another writer's file: the directory's usage
+            padding.write(b"\0" * 5000)
+        spool.rotate(fsync=False)  # a rotation rescans the directory
+        assert spool.compressible() == spool.own[0]
+    finally:
+        spool.release()
+
+
 def test_unwritable_directory_reports_spool_error(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
@@ -449,10 +473,13 @@ def test_a_live_writer_s_temp_and_raw_copies_are_left_alone(tmp_path: Path) -> N
         _spool._live_tokens.discard("ee01")
 
 
-def test_spool_puts_a_compressed_copy_in_place_and_counts_its_size(tmp_path: Path) -> None:
+def test_spool_puts_a_compressed_copy_in_place_and_counts_its_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from aind_log_utils._delivery._compress import compress_segment
     from aind_log_utils._delivery._usage import directory_usage
 
+    monkeypatch.setattr(_spool, "COMPRESS_FROM", 0.0)  # every closed segment, at once
     spool = Spool(tmp_path, max_bytes=1 << 20, label="z")
     try:
         spool.segment_bytes = 64 * 1024

@@ -74,6 +74,12 @@ class SpoolUsage:
             self._used, self._scanned_at = directory_usage(self.directory), now
         return self._used + need <= max_bytes
 
+    def estimate(self) -> int:
+        """The directory's usage in bytes as last counted; scanned now if not known."""
+        if self._used is None:
+            self._used, self._scanned_at = directory_usage(self.directory), time.monotonic()
+        return self._used
+
     def add(self, size: int) -> None:
         """Count ``size`` bytes this writer has just appended.
 
