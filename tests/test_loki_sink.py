@@ -70,6 +70,24 @@ def test_base_or_push_url(receiver: LokiReceiver, tmp_path: Path, suffix: str) -
     assert receiver.lines() == ['{"a":1}']
 
 
+@pytest.mark.parametrize("delivery", ["thread", "process"])
+def test_push_event_takes_an_event_orjson_refuses(
+    receiver: LokiReceiver, tmp_path: Path, delivery: str
+) -> None:
+    """An event of the caller's own with an integer beyond 64 bits or a lone
+    surrogate: the sender process read it back from JSON text orjson refused."""
+    sink = LokiSink(receiver.url, spool_dir=tmp_path / "s", delivery=delivery, **FAST)
+    event = {"timestamp": "2026-11-25T00:00:00.000001Z", "level": "INFO",
+             "subject_id": "a\ud800b", "n": 2**70}  # fmt: skip
+    sink.push_event(event, b'{"own":1}\n', time.time_ns())
+    assert sink.flush(5)
+    sink.close()
+    (entry,) = receiver.entries()
+    assert entry.line == '{"own":1}' and entry.labels["level"] == "INFO"
+    assert entry.metadata is not None and entry.metadata["subject_id"] == "a\ufffdb"
+    assert sink.counters()["errors"] == 0
+
+
 @pytest.mark.parametrize(
     ("kwargs", "name"),
     [

@@ -17,14 +17,15 @@ one is the one to replay and the raw one is deleted (see :mod:`._claims`).
 
 Frames are gathered in memory and written 64 KiB at a time (one system call per
 record made a spooling program slower by a tenth); the engine's worker writes what
-is gathered at least every 0.1 s while it waits (out a backoff, or for a batch), and
-flush, close and every segment rotation write it all. A SIGKILL therefore loses at
-most the records of the last 0.1 s (of a send in flight, while a slow server is
-still answering), never more than 64 KiB of them: less than the in-memory queue
-holds while the server is up. A frame torn by a crash or a full disk fails its length or CRC
-check and the reader stops there, keeping every intact record before it. A segment closed on the caller's thread is
-fsynced by the engine's worker soon after (never on the caller); every segment is
-fsynced when the engine flushes or closes.
+is gathered at least every 0.1 s while it waits (out a backoff, or for a batch),
+and flush, close and every segment rotation write it all. A SIGKILL therefore
+loses at most the records of the last 0.1 s (or of a send in flight, while a slow
+server still answers), never more than 64 KiB of them: less than the in-memory
+queue holds while the server is up. A frame torn by a crash or a full disk fails
+its length or CRC check and the reader stops there, keeping every intact record
+before it. A segment closed on the caller's thread is fsynced by the engine's
+worker soon after (never on the caller); every segment is fsynced when the engine
+flushes or closes.
 
 Which segments a process may replay is :mod:`._claims`' job; how much room they take,
 :mod:`._usage`'s.

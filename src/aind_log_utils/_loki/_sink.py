@@ -13,6 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 
+from .._render_values import make_encodable
 from .._sink import EngineSink, SinkHandler
 from ._encode import (
     LABEL_FIELDS,
@@ -256,14 +257,20 @@ class LokiSink(EngineSink):
                 ts_ns = timestamp_ns(event)
                 if ts_ns is None:
                     return
-            if self._link is not None:  # the sender process encodes it, from this event
-                self._link.submit(
-                    line, _WITH_EVENT.pack(1, ts_ns) + orjson.dumps(event, default=str) + b"\n"
-                )
-                return
-            self.engine.submit(self._item(line, ts_ns, event))
+            try:
+                self._push(event, line, ts_ns)
+            except TypeError:  # orjson refused a value: an integer beyond 64 bits, a
+                # lone surrogate (a record's event never has one: the renderer fixed it)
+                self._push(make_encodable(event), line, ts_ns)
         except Exception:
             self.engine._count_error("encode", RuntimeError("encoding failed"))
+
+    def _push(self, event: Mapping[str, Any], line: bytes, ts_ns: int) -> None:
+        if self._link is not None:  # the sender process encodes it, from this event
+            event_json = orjson.dumps(event, default=str)
+            self._link.submit(line, _WITH_EVENT.pack(1, ts_ns) + event_json + b"\n")
+        else:
+            self.engine.submit(self._item(line, ts_ns, event))
 
     def _item(
         self,
