@@ -710,19 +710,29 @@ FAILING_DISK_CHILD = r"""
 import json, os, resource, signal, sys
 from aind_log_utils._delivery import DeliveryEngine, SendResult
 
-class Down:
+class Switch:
+    up = False
+    delivered = []
     def send(self, batch, timeout_s):
-        return SendResult.retry("down")
+        if not self.up:
+            return SendResult.retry("down")
+        self.delivered.extend(batch)
+        return SendResult.ok()
 
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
 resource.setrlimit(resource.RLIMIT_FSIZE, (150_000, 150_000))
-engine = DeliveryEngine("child", Down(), spool_dir=sys.argv[1], max_queue_records=1,
-                        batch_wait_s=0, retry_start_s=30, retry_max_s=30)
+server = Switch()
+engine = DeliveryEngine("child", server, spool_dir=sys.argv[1], max_queue_records=1,
+                        batch_wait_s=0, retry_start_s=0.05, retry_max_s=0.05)
 for i in range(600):
     engine.submit(f"item-{i:04d}-".encode() + b"x" * 990)
 engine.flush(0)  # what the spool gathered, written
 stats = engine.stats()
 print(json.dumps([stats.spooled, stats.dropped, stats.errors, stats.queued]), flush=True)
+sys.stdin.readline()  # the parent has read the spool
+server.up = True
+ok = engine.flush(20)
+print(json.dumps([ok, [int(item[5:9]) for item in server.delivered]]), flush=True)
 os._exit(0)
 """
 
@@ -733,13 +743,16 @@ def test_a_failed_gathered_spool_write_counts_exactly_the_records_it_lost(
 ) -> None:
     """Spooled frames are written 64 KiB at a time. When such a write fails (here:
     each file may hold 150 kB), the records that did not reach the disk whole are
-    counted dropped, not spooled: what the spool holds is what it says it holds."""
+    counted dropped, not spooled: what the spool holds is what it says it holds;
+    and the process replays it all itself once the server is back, the segments
+    the failures closed included."""
     spool_dir = tmp_path / "spool"
-    out = subprocess.run(
+    child = subprocess.Popen(
         [sys.executable, "-c", FAILING_DISK_CHILD, str(spool_dir)],
-        capture_output=True, text=True, timeout=60, check=True,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
-    spooled, dropped, errors, queued = json.loads(out.stdout)
+    assert child.stdin is not None and child.stdout is not None
+    spooled, dropped, errors, queued = json.loads(child.stdout.readline())
     # The child may exit while its worker compresses a segment: both copies, or a
     # temp file, may be left; a replay takes the compressed copy, as this does.
     copies: dict[tuple[str, int, str, int], Path] = {}
@@ -753,6 +766,12 @@ def test_a_failed_gathered_spool_write_counts_exactly_the_records_it_lost(
     assert len(on_disk) == spooled
     numbers = [int(item[5:9]) for item in on_disk]
     assert numbers == sorted(set(numbers))  # in order, none twice
+    # The segments a failed write closed are this process's to replay, with the rest.
+    child.stdin.write("go\n")
+    child.stdin.flush()
+    ok, delivered = json.loads(child.stdout.readline())
+    assert child.wait(30) == 0
+    assert ok and delivered == numbers
 
 
 def test_exit_without_close_is_bounded_and_spools(tmp_path: Path) -> None:

@@ -1,15 +1,16 @@
 """Compressing closed spool segments, so that a long outage fits in the spool's cap.
 
 The caller appends raw frames to the open segment (gathered in memory and written
-64 KiB at a time, at least every 0.1 s: see :mod:`._segment`). Once a segment is closed and while
-it waits to be replayed, the engine's worker, idle during a backoff, rewrites it as
-``<same name>.spoolz`` (magic ``AINDSPZ1``, then the raw frames as one zlib stream,
-level 1: JSON log lines shrink 5-20 times; ISA-L makes it where its wheel is
-installed, about 6 times faster than zlib's level 1 and smaller). The frames are
-copied as they are, not parsed: a reader stops at the first frame that is torn
-or fails its CRC, in the compressed copy exactly as in the raw segment, and the
-worker's time spent holding the GIL is a logging thread's time. The rewrite never loses
-or duplicates a record, wherever a crash stops it:
+64 KiB at a time, at least every 0.1 s: see :mod:`._segment`). Once the directory
+holds a quarter of its cap (:data:`~._spool.COMPRESS_FROM`), a segment that is
+closed and waits to be replayed is rewritten by the engine's worker, idle during a
+backoff, as ``<same name>.spoolz`` (magic ``AINDSPZ1``, then the raw frames as one
+zlib stream, level 1: JSON log lines shrink 5-20 times; ISA-L makes it where its
+wheel is installed, about 6 times faster than zlib's level 1 and smaller). The
+frames are copied as they are, not parsed: a reader stops at the first frame that
+is torn or fails its CRC, in the compressed copy exactly as in the raw segment, and
+the worker's time spent holding the GIL is a logging thread's time. The rewrite
+never loses or duplicates a record, wherever a crash stops it:
 
 1. :func:`compress_segment` writes ``<name>.spoolz.tmp`` and fsyncs it. A crash
    here leaves the raw segment (still the one to replay) and a temp file, which the

@@ -77,9 +77,10 @@ class DeliveryEngine(EngineWorker):
         spool_dir: the spool directory (default: the user cache directory
             ``aind-log-utils/spool/<name>``, from platformdirs).
         max_spool_bytes: cap on the spool directory's segments, all processes
-            together (default 256 MiB), as they are on disk: closed segments are
-            compressed while the worker waits out a backoff (JSON lines ~5x), so
-            it holds over 1 GB of records. Beyond it items are dropped (counted).
+            together (default 256 MiB), as they are on disk: once the directory
+            holds a quarter of it, closed segments are compressed while the worker
+            waits out a backoff (JSON lines 5-20x), so it holds over 1 GB of
+            records. Beyond it items are dropped (counted).
         spool: use the spool at all (default True). Without it, overflow and what
             close could not send are dropped (counted).
         replay_on_start: replay the files of gone processes when the engine starts

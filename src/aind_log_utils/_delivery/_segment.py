@@ -177,6 +177,9 @@ class SpoolWriter:
         self._pending_records = 0
         #: Records whose gathered write failed (the engine takes and counts them).
         self.lost = 0
+        #: Segments closed by a failed write, holding the records written whole
+        #: before it: the spool queues them for replay (rotate returns its own).
+        self.broken: list[Path] = []
 
     @property
     def pending(self) -> bool:
@@ -201,7 +204,7 @@ class SpoolWriter:
             except OSError:
                 # The frames written whole before the failure are on disk, and read back.
                 self.lost += records - _whole_frames(pending, done)
-                self._close_fd()
+                self._close_broken()
                 raise
             finally:
                 view.release()
@@ -258,7 +261,7 @@ class SpoolWriter:
             if written != len(data):
                 write_all(self._fd, data[written:])
         except OSError:
-            self.rotate(fsync=False)
+            self._close_broken()
             raise
         self.size += len(data)
 
@@ -290,9 +293,17 @@ class SpoolWriter:
             try:
                 self.write_pending()
             except OSError:
-                pass  # closed, and counted by the caller of append
+                pass  # closed, and its lost records counted
+        if self.broken and self.broken[-1] == path:
+            self.broken.pop()  # returned here instead
         self._close_fd()
         return path
+
+    def _close_broken(self) -> None:
+        """Close the segment after a failed write; keep it in :attr:`broken`."""
+        if self.path is not None:
+            self.broken.append(self.path)
+        self._close_fd()
 
     def _close_fd(self) -> None:
         if self._fd is not None:

@@ -114,8 +114,8 @@ class Spool:
     def __init__(self, directory: Path, *, max_bytes: int, label: str) -> None:
         self.directory, self.max_bytes, self.label = directory, max_bytes, label
         # Raw bytes per segment: small enough that closed segments get compressed
-        # early in an outage (the open one and the one being replayed stay raw), big
-        # enough to keep the files few (a 60 s outage at 5 MB/s: ~75 files).
+        # soon once COMPRESS_FROM is passed (the open one and the one being replayed
+        # stay raw), big enough to keep the files few (a 60 s outage at 5 MB/s: ~75).
         self.segment_bytes = max(64 * 1024, min(SEGMENT_BYTES, max_bytes // 8))
         self.host, self.token = _host_id(), secrets.token_hex(6)
         live_tokens.add(self.token)
@@ -149,6 +149,7 @@ class Spool:
             self._usage.add(self.writer.append(item, seq))
             return None
         except OSError as exc:
+            self._adopt_broken()
             diagnose(
                 f"{self.label}:spool:write",
                 f"{self.label}: cannot write the spool in {self.directory}: {describe_error(exc)}",
@@ -164,11 +165,23 @@ class Spool:
         Returns:
             The closed segment, or None when none was open.
         """
+        self._adopt_broken()
         path = self.writer.rotate(fsync=fsync)
         if path is not None:
             self.own.append(path)
             self._usage.forget()  # rescan: other processes write here too
         return path
+
+    def _adopt_broken(self) -> None:
+        """Queue the segments a failed write closed (oldest first), for replay here.
+
+        The records written whole before the failure are in them.
+        """
+        broken = self.writer.broken
+        if broken:
+            self.own.extend(broken)
+            broken.clear()
+            self._usage.forget()
 
     def take_unsynced(self) -> list[Path]:
         """Return (and forget) the segments :meth:`append` closed without an fsync.
@@ -333,7 +346,9 @@ class Spool:
     def take_lost(self) -> int:
         """Take the count of records lost by failed gathered writes since the last call.
 
-        See :attr:`SpoolWriter.lost`.
+        See :attr:`SpoolWriter.lost`. The segments such a write closed are queued for
+        replay here too (they hold the records written whole before it).
         """
+        self._adopt_broken()
         lost, self.writer.lost = self.writer.lost, 0
         return lost

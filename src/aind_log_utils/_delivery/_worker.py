@@ -80,8 +80,8 @@ class EngineWorker(EngineState):
                         return self._take_batch(), None
                     self._wait_work(self._oldest_at + self._batch_wait_s - now)
                 elif self._spilling:
-                    if self._spool.writer.records:
-                        self._spool.rotate(fsync=False)  # read back at once: no need to sync
+                    # (also queues what a failed write closed; read back at once: no sync)
+                    self._spool.rotate(fsync=False)
                     if self._spool.own:
                         return [], self._spool.own.popleft()
                     self._spilling = False
