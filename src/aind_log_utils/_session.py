@@ -282,10 +282,10 @@ class LoggingSession:
             self.mark_failed("terminated by SIGTERM")
             try:
                 self._stop(timeout_s=None, stop_line=True)
-            finally:
+            finally:  # the process ends by the signal, whatever the stop raised
                 watchdog.cancel()
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            os.kill(os.getpid(), signal.SIGTERM)
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                os.kill(os.getpid(), signal.SIGTERM)
 
         signal.signal(signal.SIGTERM, on_sigterm)
 
