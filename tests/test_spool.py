@@ -507,6 +507,23 @@ def test_compression_ratio_of_json_lines(tmp_path: Path) -> None:
     assert ratio > 3
 
 
+def test_writer_writes_gathered_frames_once_the_oldest_is_due(tmp_path: Path) -> None:
+    """The next append writes what waits once the oldest frame has waited
+    SPOOL_WRITE_S, so a program that keeps logging while its worker is busy (a send
+    in flight) never has more than that in memory."""
+    writer = SpoolWriter(tmp_path, host=HOST, pid=42, token="d0e")
+    writer.append(b"old", 1)
+    writer.append(b"newer", 2)  # not due yet: gathered
+    path = writer.path
+    assert path is not None and read_segment(path).items == []
+    writer._write_by = time.monotonic() - 0.001  # the oldest has waited SPOOL_WRITE_S
+    writer.append(b"newest", 3)
+    assert read_segment(path).items == [b"old", b"newer"] and writer.pending
+    assert writer._write_by > time.monotonic()  # the clock starts again for "newest"
+    writer.rotate(fsync=False)
+    assert read_segment(path).items == [b"old", b"newer", b"newest"]
+
+
 def test_writer_gathers_64_kib_writes_on_write_pending_and_rotate_never_after_abandon(
     tmp_path: Path,
 ) -> None:

@@ -16,12 +16,13 @@ of a segment exist (a crash between the two steps of the rewrite), the compresse
 one is the one to replay and the raw one is deleted (see :mod:`._claims`).
 
 Frames are gathered in memory and written 64 KiB at a time (one system call per
-record made a spooling program slower by a tenth); the engine's worker writes what
-is gathered at least every 0.1 s while it waits (out a backoff, or for a batch),
-and flush, close and every segment rotation write it all. A SIGKILL therefore
-loses at most the records of the last 0.1 s (or of a send in flight, while a slow
-server still answers), never more than 64 KiB of them: less than the in-memory
-queue holds while the server is up. A frame torn by a crash or a full disk fails
+record made a spooling program slower by a tenth), or once the oldest has waited
+0.1 s (:data:`SPOOL_WRITE_S`): by the next append, or by the engine's worker while
+it waits (out a backoff, or for a batch); flush, close and every segment rotation
+write it all. A SIGKILL therefore loses at most the newest 0.1 s of spooled
+records, never more than 64 KiB of them (only a program that goes quiet while a
+send is in flight keeps its last ones in memory until that send ends): less than
+the in-memory queue holds while the server is up. A frame torn by a crash or a full disk fails
 its length or CRC check and the reader stops there, keeping every intact record
 before it. A segment closed on the caller's thread is fsynced by the engine's
 worker soon after (never on the caller); every segment is fsynced when the engine
@@ -36,6 +37,7 @@ from __future__ import annotations
 import os
 import re
 import struct
+import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +48,7 @@ __all__ = [
     "FRAME_OVERHEAD",
     "MAGIC",
     "MAX_RECORD_BYTES",
+    "SPOOL_WRITE_S",
     "ZMAGIC",
     "SegmentData",
     "SegmentName",
@@ -121,6 +124,9 @@ class SegmentName:
 _crc32 = zlib.crc32 if ISAL is None else ISAL.crc32
 #: Gathered frames are written once they would pass this much.
 _PENDING_BYTES = 64 * 1024
+#: Or once the oldest has waited this long: by the next append, or by the engine's
+#: worker while it waits. The most a SIGKILL can take from the spool.
+SPOOL_WRITE_S = 0.1
 
 
 def _whole_frames(data: bytes | bytearray, end: int) -> int:
@@ -175,6 +181,7 @@ class SpoolWriter:
         #: Frames gathered, not yet written (None: every frame is written at once).
         self._pending: bytearray | None = bytearray() if gather else None
         self._pending_records = 0
+        self._write_by = 0.0  # when the oldest gathered frame is due on disk
         #: Records whose gathered write failed (the engine takes and counts them).
         self.lost = 0
         #: Segments closed by a failed write, holding the records written whole
@@ -238,11 +245,15 @@ class SpoolWriter:
         if pending is None:
             self._write(header + item)
         else:
-            if pending and len(pending) + size > _PENDING_BYTES:
+            if pending and (
+                len(pending) + size > _PENDING_BYTES or time.monotonic() >= self._write_by
+            ):
                 # The older frames first: should that fail, this one is not taken.
                 self.write_pending()
                 pending = self._pending
                 assert pending is not None
+            if not pending:  # the clock starts with the oldest frame
+                self._write_by = time.monotonic() + SPOOL_WRITE_S
             pending += header  # two appends: the record is copied once
             pending += item
             self.size += size
@@ -252,7 +263,9 @@ class SpoolWriter:
 
     def _write(self, data: bytes) -> None:
         assert self._fd is not None
-        if self._pending is not None:  # the magic of a new segment
+        if self._pending is not None:  # the magic of a new segment: its frame follows
+            if not self._pending:
+                self._write_by = time.monotonic() + SPOOL_WRITE_S
             self._pending += data
             self.size += len(data)
             return

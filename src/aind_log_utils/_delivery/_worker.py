@@ -22,18 +22,16 @@ from pathlib import Path
 
 from .._diagnostics import diagnose
 from ._compress import compress_segment, discard
+from ._segment import SPOOL_WRITE_S
 from ._spool import sync_files
 from ._state import EngineState
 from ._transport import SendOutcome, SendResult, describe_error
 
-__all__ = ["RETRY_AFTER_CAP_S", "SPOOL_WRITE_S", "EngineWorker"]
+__all__ = ["RETRY_AFTER_CAP_S", "EngineWorker"]
 
 #: A server's Retry-After above this is clamped (a misconfigured proxy must not
 #: silence a sink for hours; the spool holds the records meanwhile).
 RETRY_AFTER_CAP_S = 600.0
-#: While the engine spools, the worker writes the spool's gathered frames at least
-#: this often (the caller writes them every 64 KiB): the most a SIGKILL can take.
-SPOOL_WRITE_S = 0.1
 
 
 class EngineWorker(EngineState):
