@@ -8,7 +8,9 @@ measured. Every measured program runs in a fresh interpreter of its own too.
 
 1. Caller cost per record with Loki attached (our sink as ``setup_logging`` builds
    it: on Linux, a sender process of its own does the delivery work), against the
-   file-only setup (target <= 1.3x), and the two peers (``loki_logger_handler``, ``python-logging-loki``)
+   file-only setup (target <= 1.3x), the same sink with ``delivery="thread"``
+   (``ours_loki_thread``: Windows, where no sender process runs; no target of its
+   own), and the two peers (``loki_logger_handler``, ``python-logging-loki``)
    alone on the root logger, as ratios to the file-only setup. Each round runs every
    variant once, back to back (each its best of repeats); a ratio is taken within a
    round, and the figure is its median over rounds.
@@ -65,7 +67,14 @@ PUSH_PATH = "/loki/api/v1/push"
 MIB = 1024 * 1024
 
 
-COST_VARIANTS = ("file_only", "ours_loki", "ours_loki_stalled", "peer_llh", "peer_pll")
+COST_VARIANTS = (
+    "file_only",
+    "ours_loki",
+    "ours_loki_stalled",
+    "ours_loki_thread",
+    "peer_llh",
+    "peer_pll",
+)
 PEERS = ("peer_llh", "peer_pll")
 PEER_NAMES = {
     "peer_llh": "loki_logger_handler.LokiLoggerHandler",
@@ -304,12 +313,14 @@ def _setup(variant: str, url: str, spool: str, *, start_log: bool = False) -> An
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
-    if variant in ("file_only", "ours_loki", "ours_loki_stalled"):
+    if variant in ("file_only", "ours_loki", "ours_loki_stalled", "ours_loki_thread"):
         from aind_log_utils import setup_logging
 
         options: dict[str, Any] = dict(FIELDS)
         if variant.startswith("ours_loki"):
             options.update(loki_url=url, loki_options={"spool_dir": spool})
+        if variant == "ours_loki_thread":  # where no sender process runs: Windows
+            options["loki_options"]["delivery"] = "thread"
         return setup_logging(
             console=False,
             log_file=os.devnull,
