@@ -149,12 +149,28 @@ class Spool:
             self._usage.add(self.writer.append(item, seq))
             return None
         except OSError as exc:
-            self._adopt_broken()
-            diagnose(
-                f"{self.label}:spool:write",
-                f"{self.label}: cannot write the spool in {self.directory}: {describe_error(exc)}",
-            )
+            self._write_failed(exc)
             return "spool_error"
+
+    def write_pending(self) -> bool:
+        """Write the frames the writer has gathered; False if that failed (said once).
+
+        Returns:
+            True when written (or nothing waited).
+        """
+        try:
+            self.writer.write_pending()
+            return True
+        except OSError as exc:
+            self._write_failed(exc)
+            return False
+
+    def _write_failed(self, exc: OSError) -> None:
+        self._adopt_broken()
+        diagnose(
+            f"{self.label}:spool:write",
+            f"{self.label}: cannot write the spool in {self.directory}: {describe_error(exc)}",
+        )
 
     def rotate(self, *, fsync: bool) -> Path | None:
         """Close the open segment and queue it for replay by this writer.

@@ -86,14 +86,8 @@ class EngineState:
 
     def _write_gathered(self) -> None:
         """Write the frames the spool has gathered (see :mod:`._segment`)."""
-        try:
-            self._spool.writer.write_pending()
-        except OSError as exc:
+        if not self._spool.write_pending():
             self._errors += 1
-            diagnose(
-                f"{self.name}:spool:write",
-                f"{self.name}: cannot write the spool in {self.spool_dir}: {describe_error(exc)}",
-            )
         self._settle_lost()
 
     def _settle_lost(self) -> None:
