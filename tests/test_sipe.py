@@ -291,7 +291,7 @@ def test_thread_and_process_delivery_send_the_same_frame(tmp_path: Path) -> None
         assert_plain(live)
         assert live == read_back, record.msg
         # spooled packed while the server is away, the frame made when it is sent
-        spooled = sink.expand(sink._spool_form(bytes([kind]) + attrs + b"\n" + line))
+        spooled = sink.expand(sink._spool_form(bytes([kind]), attrs, b"\n", line))
         assert spooled is not None and pickle.loads(spooled[4:]) == live, record.msg
     values = pickle.loads(sink._encode(_WEBLOG_KIND, seen[1][0], seen[1][2])[4:])
     assert values["when"] == "2020-01-02T03:04:05" and values["id"] == str(uuid.UUID(int=7))

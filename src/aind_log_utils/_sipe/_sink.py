@@ -263,7 +263,7 @@ class SipeSink(EngineSink):
             if link is not None:
                 link.hand(_KIND_BYTES[kind] + attrs + b"\n", line)
             else:
-                self.engine.submit(self._spool_form(_KIND_BYTES[kind] + attrs + b"\n" + line))
+                self.engine.submit(self._spool_form(_KIND_BYTES[kind], attrs, b"\n", line))
         except Exception:
             self.engine._count_error("encode", RuntimeError("encoding failed"))
 
@@ -292,7 +292,7 @@ class SipeSink(EngineSink):
         """
         engine = self._thread_engine()
         if engine.spilling:
-            engine.submit_many([self._spool_form(payload) for payload in payloads])
+            engine.submit_many([self._spool_form(p[:1], p[1:]) for p in payloads])
             return
         frames: list[bytes] = []
         bad = 0
@@ -306,12 +306,13 @@ class SipeSink(EngineSink):
             engine._count_error("encode", RuntimeError(f"{bad} record(s) could not be encoded"))
         engine.submit_many(frames)
 
-    def _spool_form(self, payload: bytes) -> bytes:
-        """What a packed record (kind, attributes, newline, line) is spooled as.
+    def _spool_form(self, kind: bytes, *packed: bytes) -> bytes:
+        """What a packed record (its kind byte; attributes, newline, line) is spooled as.
 
-        It says who wrote it; :meth:`expand` makes its frame when it is sent.
+        It says who wrote it; :meth:`expand` makes its frame when it is sent. The
+        packed parts are joined here, once.
         """
-        return b"".join((PACKED_MARK, payload[:1], self._origin, b"\n", payload[1:]))
+        return b"".join((PACKED_MARK, kind, self._origin, b"\n", *packed))
 
     def _frame_of(
         self, kind: int, packed: bytes, origin: tuple[str, str | None, str | None] | None
