@@ -12,15 +12,12 @@ from __future__ import annotations
 
 import getpass
 import hashlib
-import io
 import logging
 import math
 import operator
 import os
-import pickle
 import socket
 import struct
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -28,6 +25,7 @@ from typing import Any
 import orjson
 
 from .._redact import redact
+from ._splice import SPLICE_OK, FrameSplicer, NotPlain, pairs_run, pickle_plain
 
 __all__ = [
     "PACKED_MARK",
@@ -73,6 +71,13 @@ get_record_attrs = operator.itemgetter(*RECORD_ATTRS)
 #: ``asctime`` (which the server's formatter derives) are left out.
 _SHADOWING = frozenset(k for k in dir(logging.LogRecord) if not k.startswith("__"))
 _DROPPED = frozenset({"asctime", "exc_info"})
+#: Event keys that leave a frame to :func:`_unshadow` (never spliced).
+_RENAMED = _SHADOWING | _DROPPED
+#: What a spliced frame's last run holds: the record's attributes, then these.
+_TAIL_KEYS = (*RECORD_ATTRS, "msg", "exc_text", "stack_info")
+_NOTHING: frozenset[str] = frozenset()
+#: Constant runs cached per encoder (distinct rig ids, versions, origins, kinds).
+_MAX_CONSTANT_RUNS = 256
 _UNKNOWN = frozenset({"", "undefined", "None", "none", "null"})
 
 
@@ -137,49 +142,9 @@ def _fallback(value: Any) -> str:
     return cleaned if type(cleaned) is str else repr(type(value).__name__)
 
 
-class _PlainPickler(pickle.Pickler):
-    """A pickler that refuses to name any class: only plain values get through.
-
-    The C pickler writes None, bools, ints, floats, str and the built-in
-    containers itself and asks ``reducer_override`` about anything else (a str
-    subclass, an enum, any object), which would otherwise be pickled as a
-    reference to its class. Raising there makes :func:`frame` fall back to
-    converting every value with :func:`plain`.
-    """
-
-    def reducer_override(self, obj: Any) -> Any:
-        raise _NotPlain(type(obj).__name__)
-
-
-class _NotPlain(TypeError):
-    """A value the frame must not carry as it is."""
-
-
-_local = threading.local()
-
-
 def _dumps(payload: dict[str, Any]) -> bytes:
     """The whole frame: the 4-byte length and the pickle."""
-    # One pickler per thread, reused: a third cheaper than pickle.dumps. Fast mode
-    # (no memo) suits a flat dict of scalars. It is taken out while in use and put
-    # back after: a signal handler that logs on this thread meanwhile makes its
-    # own, instead of emptying the buffer this call is about to read. One an
-    # error interrupted is never put back.
-    pickler: pickle.Pickler
-    buffer: io.BytesIO
-    mine = _local.__dict__
-    reused = mine.pop("pickler", None)
-    if reused is None:
-        buffer = io.BytesIO()
-        pickler = _PlainPickler(buffer, PICKLE_PROTOCOL)
-        pickler.fast = True
-    else:
-        pickler, buffer = reused
-        buffer.seek(0)
-        buffer.truncate()
-    pickler.dump(payload)
-    data = buffer.getvalue()
-    mine["pickler"] = (pickler, buffer)
+    data = pickle_plain(payload)
     return _LENGTH.pack(len(data)) + data
 
 
@@ -205,7 +170,7 @@ def _frame_checked(payload: dict[str, Any]) -> bytes:
     """Like :func:`frame`, for a payload whose values were (mostly) checked already."""
     try:
         return _dumps(payload)
-    except _NotPlain:  # a key of a subclass of str, or a value that slipped through
+    except NotPlain:  # a key of a subclass of str, or a value that slipped through
         return _dumps({str(plain(k)): plain(v) for k, v in payload.items()})
 
 
@@ -292,6 +257,8 @@ class SipeEncoder:
         self._rig_id = self._defaults["rig_id"]
         self._version = self._defaults["software_version"]
         self._sipe_attrs = self._sipe_attributes(self._rig_id, self._version)
+        self._splicer = FrameSplicer(_TAIL_KEYS) if SPLICE_OK else None
+        self._constant_runs: dict[tuple[Any, ...], bytes] = {}
 
     @property
     def defaults(self) -> Mapping[str, Any]:
@@ -341,7 +308,7 @@ class SipeEncoder:
         return self.encode_owned(
             payload, values, message=message, levelno=levelno, levelname=levelname,
             weblog=weblog, origin=origin, stack_trace=event.get("stack_trace"),
-            stack_info=event.get("stack_info"),
+            stack_info=event.get("stack_info"), plain_record=_PLAIN.issuperset(map(type, values)),
         )  # fmt: skip
 
     def encode_owned(
@@ -357,6 +324,7 @@ class SipeEncoder:
         stack_trace: Any = None,
         stack_info: Any = None,
         plain_values: bool = False,
+        plain_record: bool = False,
     ) -> bytes:
         """Build the frame of one record from an event this call may change.
 
@@ -376,12 +344,22 @@ class SipeEncoder:
             origin: as :meth:`encode`.
             plain_values: the caller knows every value of ``payload`` is a str,
                 int, float, bool or None (checking costs about 1 us a record).
+            plain_record: the caller knows the same of ``values``.
 
         Returns:
             The frame: length + pickle.
         """
         if not plain_values and not _PLAIN.issuperset(map(type, payload.values())):
             payload = {k: plain(v) for k, v in payload.items()}
+        if not plain_record and not _PLAIN.issuperset(map(type, values)):
+            values = [plain(v) for v in values]
+        if self._splicer is not None and message is None and levelno is None:
+            spliced = self._splice(
+                payload, values, weblog=weblog, origin=origin, stack_trace=stack_trace,
+                stack_info=stack_info,
+            )  # fmt: skip
+            if spliced is not None:
+                return spliced
         if not self._default_keys <= payload.keys():  # a hand-made event
             payload = {**self._defaults, **payload}
         rig_id, version = payload["rig_id"], payload["software_version"]
@@ -413,6 +391,72 @@ class SipeEncoder:
         # factory have put an object there, the pickler refuses it and frame()
         # converts every value instead.
         return _frame_checked(payload)
+
+    def _splice(
+        self,
+        payload: dict[str, Any],
+        values: Sequence[Any],
+        *,
+        weblog: bool,
+        origin: tuple[str, str | None, str | None] | None,
+        stack_trace: Any,
+        stack_info: Any,
+    ) -> bytes | None:
+        """The frame spliced (see :mod:`._splice`); None if it cannot be.
+
+        It cannot be for an event with a key :meth:`encode_owned` renames or a
+        value that is not plain. Keys an event lacks that :meth:`encode_owned`
+        fills in (the encoder's defaults; ``lineno``, ``threadName`` and
+        ``processName`` as None) go in the constant run: added after the event's
+        own pairs, they change no value the event has.
+        """
+        keys = payload.keys()
+        if not keys.isdisjoint(_RENAMED):
+            return None
+        assert self._splicer is not None
+        if self._default_keys <= keys and self._event_attrs <= keys:
+            missing = _NOTHING
+            rig_id, version = payload["rig_id"], payload["software_version"]
+        else:
+            missing = frozenset((self._default_keys | self._event_attrs).difference(keys))
+            rig_id = payload.get("rig_id", self._defaults["rig_id"])
+            version = payload.get("software_version", self._defaults["software_version"])
+        try:
+            key = (rig_id, version, origin, weblog, missing)
+            constant = self._constant_runs.get(key)
+            if constant is None:
+                constant = self._constant_run(rig_id, version, origin, weblog, missing)
+                if len(self._constant_runs) >= _MAX_CONSTANT_RUNS:
+                    self._constant_runs.clear()
+                self._constant_runs[key] = constant
+        except TypeError:  # an unhashable rig id or version
+            return None
+        message = payload.pop("message", "")
+        try:
+            tail = (*values, message, plain(stack_trace), plain(stack_info))
+            data = self._splicer.splice(payload, tail, constant)
+        except (NotPlain, ValueError):
+            payload["message"] = message  # built the usual way, which takes it out again
+            return None
+        return _LENGTH.pack(len(data)) + data
+
+    def _constant_run(
+        self, rig_id: Any, version: Any, origin: tuple[str, str | None, str | None] | None,
+        weblog: bool, missing: frozenset[str],
+    ) -> bytes:  # fmt: skip
+        """The pickled pairs every frame with these values shares."""
+        attrs: dict[str, Any] = {k: self._defaults.get(k) for k in sorted(missing)}
+        if origin is not None:
+            attrs.update(
+                project=origin[0], rig_name=origin[1] or rig_id, comp_id=origin[2] or rig_id,
+                version=version,
+            )  # fmt: skip
+        else:
+            attrs.update(self._sipe_attributes(rig_id, version))
+        attrs["args"] = None
+        if weblog:
+            attrs["weblog"] = True
+        return pairs_run(attrs)
 
     def _sipe_attributes(self, rig_id: Any, version: Any) -> dict[str, Any]:
         return {
