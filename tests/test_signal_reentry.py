@@ -81,22 +81,23 @@ def test_a_sipe_frame_encoded_inside_another_keeps_both_records() -> None:
     """Thread delivery encodes on the caller's thread with a reused pickler; a
     handler encoding its own record between another's pickling and the read of
     the result must not hand that other record its frame."""
-    from aind_log_utils._sipe import _encode
+    from aind_log_utils._sipe import _encode, _splice
 
-    class Interrupted(_encode._PlainPickler):
+    class Interrupted(_splice._PlainPickler):
         def dump(self, obj: Any) -> None:
             super().dump(obj)
             if "mine" in obj:  # the handler runs here, before the caller reads
-                _encode._dumps({"handler": 2})
+                _splice.pickle_plain({"handler": 2})
 
     buffer = io.BytesIO()
     pickler = Interrupted(buffer, _encode.PICKLE_PROTOCOL)
-    _encode._local.pickler = (pickler, buffer)
+    pickler.fast = True
+    _splice._local.pickler = (pickler, buffer)
     try:
-        framed = _encode._dumps({"mine": 1})
+        framed = _splice.pickle_plain({"mine": 1})
     finally:
-        _encode._local.__dict__.pop("pickler", None)
-    assert pickle.loads(framed[4:]) == {"mine": 1}
+        _splice._local.__dict__.pop("pickler", None)
+    assert pickle.loads(framed) == {"mine": 1}
 
 
 def test_work_put_off_by_a_handler_runs_once_the_thread_has_left_every_link() -> None:

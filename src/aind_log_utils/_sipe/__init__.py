@@ -4,7 +4,8 @@ Importing this package registers the START_STOP level (35) with
 :func:`logging.addLevelName`, unless the program already named it.
 """
 
-from ._encode import PICKLE_PROTOCOL, START_STOP, SipeEncoder, frame, plain, start_stop_message
+from ._encode import PICKLE_PROTOCOL, START_STOP, SipeEncoder, start_stop_message
+from ._frame import frame, plain
 from ._sink import DEFAULT_PORT, SipeHandler, SipeSink, parse_sipe_url, sipe_spool_dir
 from ._transport import SipeTransport
 

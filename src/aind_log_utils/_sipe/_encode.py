@@ -13,19 +13,16 @@ from __future__ import annotations
 import getpass
 import hashlib
 import logging
-import math
 import operator
 import os
 import socket
-import struct
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import orjson
-
 from .._redact import redact
-from ._splice import SPLICE_OK, FrameSplicer, NotPlain, pairs_run, pickle_plain
+from ._frame import LENGTH, PLAIN_TYPES, frame_checked, plain
+from ._splice import SPLICE_OK, FrameSplicer, NotPlain, pairs_run
 
 __all__ = [
     "PACKED_MARK",
@@ -34,9 +31,7 @@ __all__ = [
     "SESSION_LOGGER",
     "START_STOP",
     "SipeEncoder",
-    "frame",
     "get_record_attrs",
-    "plain",
     "record_values",
     "start_stop_message",
 ]
@@ -54,8 +49,6 @@ PICKLE_PROTOCOL = 2
 #: The logger the session's "Starting" / "Stopping" lines come from.
 SESSION_LOGGER = "aind_log_utils.session"
 
-_PLAIN = frozenset({str, int, float, bool, type(None)})
-_LENGTH = struct.Struct(">L")
 #: The LogRecord attributes the cookbook receiver's formatters read, copied from
 #: the record; ``lineno``, ``threadName`` and ``processName`` come with the event
 #: (the same values), ``msg``, ``exc_text`` and ``stack_info`` from the event (redacted).
@@ -92,86 +85,12 @@ def _register_start_stop() -> None:
 _register_start_stop()
 
 
-def plain(value: Any) -> str | int | float | bool | None:
-    """Turn one (already redacted) value into a str, int, float, bool or None.
-
-    Lists and dicts become their JSON text, a value JSON writes as a string (a
-    datetime, a UUID) that string; subclasses of the plain types (enums, ``str``
-    subclasses) become the plain type, so the pickle never names a class.
-
-    Args:
-        value: a value of a redacted event.
-
-    Returns:
-        The plain value.
-    """
-    cls = type(value)
-    if cls in _PLAIN:
-        return value  # type: ignore[no-any-return]
-    if isinstance(value, str):
-        return str.__str__(value)
-    if isinstance(value, bool):
-        return bool(value)
-    if isinstance(value, int):
-        return int.__index__(value)
-    if isinstance(value, float):
-        number = float.__float__(value)
-        return number if math.isfinite(number) else repr(number)
-    try:
-        text = orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS, default=_fallback)
-    except Exception:
-        return _fallback(value)
-    if text[:1] == b'"':
-        # A value orjson writes as a string (a datetime, a UUID): that string, as
-        # the line holds it and a sender reading the line back sends it.
-        return str(orjson.loads(text))
-    return text.decode()
-
-
 def record_values(record: logging.LogRecord) -> Sequence[Any]:
     """The record's :data:`RECORD_ATTRS`, in order (None, made plain, for any it lacks)."""
     try:
         return get_record_attrs(record.__dict__)  # type: ignore[no-any-return]
     except KeyError:  # a record built by hand, without some attribute
         return [plain(getattr(record, name, None)) for name in RECORD_ATTRS]
-
-
-def _fallback(value: Any) -> str:
-    # Only for a type the renderer's redaction would not have left: redact again.
-    cleaned = redact(value)
-    return cleaned if type(cleaned) is str else repr(type(value).__name__)
-
-
-def _dumps(payload: dict[str, Any]) -> bytes:
-    """The whole frame: the 4-byte length and the pickle."""
-    data = pickle_plain(payload)
-    return _LENGTH.pack(len(data)) + data
-
-
-def frame(payload: dict[str, Any]) -> bytes:
-    """Pickle a dict of plain values and put the 4-byte big-endian length in front.
-
-    A key or value that is not a plain ``str``/``int``/``float``/``bool``/``None``
-    (a list, a dict, a str subclass, any object) is converted with :func:`plain`
-    first, so the pickle never names a class.
-
-    Args:
-        payload: the record's attributes.
-
-    Returns:
-        The frame, exactly as ``SocketHandler.makePickle`` frames a record.
-    """
-    if not _PLAIN.issuperset(map(type, payload.values())):
-        payload = {k: plain(v) for k, v in payload.items()}
-    return _frame_checked(payload)
-
-
-def _frame_checked(payload: dict[str, Any]) -> bytes:
-    """Like :func:`frame`, for a payload whose values were (mostly) checked already."""
-    try:
-        return _dumps(payload)
-    except NotPlain:  # a key of a subclass of str, or a value that slipped through
-        return _dumps({str(plain(k)): plain(v) for k, v in payload.items()})
 
 
 def start_stop_message(action: str, log_session: str | None, user: str | None) -> str:
@@ -308,7 +227,7 @@ class SipeEncoder:
         return self.encode_owned(
             payload, values, message=message, levelno=levelno, levelname=levelname,
             weblog=weblog, origin=origin, stack_trace=event.get("stack_trace"),
-            stack_info=event.get("stack_info"), plain_record=_PLAIN.issuperset(map(type, values)),
+            stack_info=event.get("stack_info"), plain_record=PLAIN_TYPES.issuperset(map(type, values)),
         )  # fmt: skip
 
     def encode_owned(
@@ -349,9 +268,9 @@ class SipeEncoder:
         Returns:
             The frame: length + pickle.
         """
-        if not plain_values and not _PLAIN.issuperset(map(type, payload.values())):
+        if not plain_values and not PLAIN_TYPES.issuperset(map(type, payload.values())):
             payload = {k: plain(v) for k, v in payload.items()}
-        if not plain_record and not _PLAIN.issuperset(map(type, values)):
+        if not plain_record and not PLAIN_TYPES.issuperset(map(type, values)):
             values = [plain(v) for v in values]
         if self._splicer is not None and message is None and levelno is None:
             spliced = self._splice(
@@ -390,7 +309,7 @@ class SipeEncoder:
         # The record's attributes are plain for any real LogRecord; should a record
         # factory have put an object there, the pickler refuses it and frame()
         # converts every value instead.
-        return _frame_checked(payload)
+        return frame_checked(payload)
 
     def _splice(
         self,
@@ -438,7 +357,7 @@ class SipeEncoder:
         except (NotPlain, ValueError):
             payload["message"] = message  # built the usual way, which takes it out again
             return None
-        return _LENGTH.pack(len(data)) + data
+        return LENGTH.pack(len(data)) + data
 
     def _constant_run(
         self, rig_id: Any, version: Any, origin: tuple[str, str | None, str | None] | None,

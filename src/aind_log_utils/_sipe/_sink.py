@@ -20,10 +20,10 @@ from ._encode import (
     START_STOP,
     SipeEncoder,
     get_record_attrs,
-    plain,
     record_values,
     start_stop_message,
 )
+from ._frame import plain
 from ._transport import SipeTransport
 
 __all__ = ["DEFAULT_PORT", "SipeHandler", "SipeSink", "parse_sipe_url", "sipe_spool_dir"]
