@@ -81,22 +81,22 @@ def test_a_sipe_frame_encoded_inside_another_keeps_both_records() -> None:
     """Thread delivery encodes on the caller's thread with a reused pickler; a
     handler encoding its own record between another's pickling and the read of
     the result must not hand that other record its frame."""
-    from aind_log_utils._sipe import _encode, _splice
+    from aind_log_utils._sipe import _encode, _frame
 
-    class Interrupted(_splice._PlainPickler):
+    class Interrupted(_frame._PlainPickler):
         def dump(self, obj: Any) -> None:
             super().dump(obj)
             if "mine" in obj:  # the handler runs here, before the caller reads
-                _splice.pickle_plain({"handler": 2})
+                _frame.pickle_plain({"handler": 2})
 
     buffer = io.BytesIO()
     pickler = Interrupted(buffer, _encode.PICKLE_PROTOCOL)
     pickler.fast = True
-    _splice._local.pickler = (pickler, buffer)
+    _frame._local.pickler = (pickler, buffer)
     try:
-        framed = _splice.pickle_plain({"mine": 1})
+        framed = _frame.pickle_plain({"mine": 1})
     finally:
-        _splice._local.__dict__.pop("pickler", None)
+        _frame._local.__dict__.pop("pickler", None)
     assert pickle.loads(framed) == {"mine": 1}
 
 

@@ -245,6 +245,33 @@ def test_non_plain_values_arrive_as_json_text(receiver: SipeReceiver, tmp_path: 
     assert d["nan"] == "nan" and d["n"] in (5, "5") and "cam" in d["label"]
 
 
+def test_record_attributes_a_factory_made_odd_arrive_plain(tmp_path: Path) -> None:
+    """A record factory that puts a list, a dict or an object in a standard attribute:
+    the frame still holds only plain values, live and read back by a sender."""
+    from aind_log_utils._sipe._encode import get_record_attrs
+
+    sink = SipeSink("127.0.0.1:9", delivery="thread", spool_dir=tmp_path / "s", **FAST)
+    try:
+        record = logging.LogRecord("rig", logging.WARNING, "/x/y.py", 3, "m", None, None)
+        record.funcName = ["acquire", 2]  # type: ignore[assignment]
+        record.module = {"name": "y"}  # type: ignore[assignment]
+        record.thread = Number(7)
+        event = {"level": "WARNING", "message": "m", "logger": "rig"}
+        line = orjson.dumps(event) + b"\n"
+        live = pickle.loads(sink._encode(0, event, record)[4:])
+        attrs = orjson.dumps(get_record_attrs(record.__dict__), default=str)
+        read_back_frame = sink._frame_of(0, attrs + b"\n" + line, None)
+        assert read_back_frame is not None
+        read_back = pickle.loads(read_back_frame[4:])
+        for frame_dict in (live, read_back):
+            assert_plain(frame_dict)
+            assert frame_dict["funcName"] == '["acquire",2]'
+            assert frame_dict["module"] == '{"name":"y"}'
+        assert live["thread"] == 7 and read_back["thread"] in (7, "7")
+    finally:
+        sink.close(0)
+
+
 def test_thread_and_process_delivery_send_the_same_frame(tmp_path: Path) -> None:
     """A thread-mode sink encodes the live event; a sender process reads the event
     back from the JSON line, and so does the replay of a record a thread-mode sink

@@ -21,8 +21,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .._redact import redact
-from ._frame import LENGTH, PLAIN_TYPES, frame_checked, plain
-from ._splice import SPLICE_OK, FrameSplicer, NotPlain, pairs_run
+from ._frame import PICKLE_PROTOCOL, PLAIN_TYPES, frame_checked, plain
 
 __all__ = [
     "PACKED_MARK",
@@ -42,10 +41,6 @@ __all__ = [
 PACKED_MARK = b"\xa1P"
 #: The level mpetk defines for start/stop lines (WARNING + 5).
 START_STOP = 35
-#: Protocol 2: every Python the server may run (2.3 onwards, all of 3) reads it,
-#: it names no class for our plain values, and it encodes a third faster than
-#: the stdlib SocketHandler's protocol 1.
-PICKLE_PROTOCOL = 2
 #: The logger the session's "Starting" / "Stopping" lines come from.
 SESSION_LOGGER = "aind_log_utils.session"
 
@@ -64,13 +59,6 @@ get_record_attrs = operator.itemgetter(*RECORD_ATTRS)
 #: ``asctime`` (which the server's formatter derives) are left out.
 _SHADOWING = frozenset(k for k in dir(logging.LogRecord) if not k.startswith("__"))
 _DROPPED = frozenset({"asctime", "exc_info"})
-#: Event keys that leave a frame to :func:`_unshadow` (never spliced).
-_RENAMED = _SHADOWING | _DROPPED
-#: What a spliced frame's last run holds: the record's attributes, then these.
-_TAIL_KEYS = (*RECORD_ATTRS, "msg", "exc_text", "stack_info")
-_NOTHING: frozenset[str] = frozenset()
-#: Constant runs cached per encoder (distinct rig ids, versions, origins, kinds).
-_MAX_CONSTANT_RUNS = 256
 _UNKNOWN = frozenset({"", "undefined", "None", "none", "null"})
 
 
@@ -176,8 +164,6 @@ class SipeEncoder:
         self._rig_id = self._defaults["rig_id"]
         self._version = self._defaults["software_version"]
         self._sipe_attrs = self._sipe_attributes(self._rig_id, self._version)
-        self._splicer = FrameSplicer(_TAIL_KEYS) if SPLICE_OK else None
-        self._constant_runs: dict[tuple[Any, ...], bytes] = {}
 
     @property
     def defaults(self) -> Mapping[str, Any]:
@@ -272,13 +258,6 @@ class SipeEncoder:
             payload = {k: plain(v) for k, v in payload.items()}
         if not plain_record and not PLAIN_TYPES.issuperset(map(type, values)):
             values = [plain(v) for v in values]
-        if self._splicer is not None and message is None and levelno is None:
-            spliced = self._splice(
-                payload, values, weblog=weblog, origin=origin, stack_trace=stack_trace,
-                stack_info=stack_info,
-            )  # fmt: skip
-            if spliced is not None:
-                return spliced
         if not self._default_keys <= payload.keys():  # a hand-made event
             payload = {**self._defaults, **payload}
         rig_id, version = payload["rig_id"], payload["software_version"]
@@ -310,72 +289,6 @@ class SipeEncoder:
         # factory have put an object there, the pickler refuses it and frame()
         # converts every value instead.
         return frame_checked(payload)
-
-    def _splice(
-        self,
-        payload: dict[str, Any],
-        values: Sequence[Any],
-        *,
-        weblog: bool,
-        origin: tuple[str, str | None, str | None] | None,
-        stack_trace: Any,
-        stack_info: Any,
-    ) -> bytes | None:
-        """The frame spliced (see :mod:`._splice`); None if it cannot be.
-
-        It cannot be for an event with a key :meth:`encode_owned` renames or a
-        value that is not plain. Keys an event lacks that :meth:`encode_owned`
-        fills in (the encoder's defaults; ``lineno``, ``threadName`` and
-        ``processName`` as None) go in the constant run: added after the event's
-        own pairs, they change no value the event has.
-        """
-        keys = payload.keys()
-        if not keys.isdisjoint(_RENAMED):
-            return None
-        assert self._splicer is not None
-        if self._default_keys <= keys and self._event_attrs <= keys:
-            missing = _NOTHING
-            rig_id, version = payload["rig_id"], payload["software_version"]
-        else:
-            missing = frozenset((self._default_keys | self._event_attrs).difference(keys))
-            rig_id = payload.get("rig_id", self._defaults["rig_id"])
-            version = payload.get("software_version", self._defaults["software_version"])
-        try:
-            key = (rig_id, version, origin, weblog, missing)
-            constant = self._constant_runs.get(key)
-            if constant is None:
-                constant = self._constant_run(rig_id, version, origin, weblog, missing)
-                if len(self._constant_runs) >= _MAX_CONSTANT_RUNS:
-                    self._constant_runs.clear()
-                self._constant_runs[key] = constant
-        except TypeError:  # an unhashable rig id or version
-            return None
-        message = payload.pop("message", "")
-        try:
-            tail = (*values, message, plain(stack_trace), plain(stack_info))
-            data = self._splicer.splice(payload, tail, constant)
-        except (NotPlain, ValueError):
-            payload["message"] = message  # built the usual way, which takes it out again
-            return None
-        return LENGTH.pack(len(data)) + data
-
-    def _constant_run(
-        self, rig_id: Any, version: Any, origin: tuple[str, str | None, str | None] | None,
-        weblog: bool, missing: frozenset[str],
-    ) -> bytes:  # fmt: skip
-        """The pickled pairs every frame with these values shares."""
-        attrs: dict[str, Any] = {k: self._defaults.get(k) for k in sorted(missing)}
-        if origin is not None:
-            attrs.update(
-                project=origin[0], rig_name=origin[1] or rig_id, comp_id=origin[2] or rig_id,
-                version=version,
-            )  # fmt: skip
-        else:
-            attrs.update(self._sipe_attributes(rig_id, version))
-        attrs["args"] = None
-        if weblog:
-            attrs["weblog"] = True
-        return pairs_run(attrs)
 
     def _sipe_attributes(self, rig_id: Any, version: Any) -> dict[str, Any]:
         return {

@@ -8,21 +8,84 @@ the 4-byte big-endian length ``SocketHandler.makePickle`` puts there.
 
 from __future__ import annotations
 
+import io
 import math
+import pickle
 import struct
+import threading
 from typing import Any
 
 import orjson
 
 from .._redact import redact
-from ._splice import NotPlain, pickle_plain
 
-__all__ = ["LENGTH", "PLAIN_TYPES", "frame", "frame_checked", "plain"]
+__all__ = [
+    "LENGTH",
+    "PICKLE_PROTOCOL",
+    "PLAIN_TYPES",
+    "NotPlain",
+    "frame",
+    "frame_checked",
+    "pickle_plain",
+    "plain",
+]
 
+#: Protocol 2: every Python the server may run (2.3 onwards, all of 3) reads it,
+#: it names no class for our plain values, and it encodes a third faster than
+#: the stdlib SocketHandler's protocol 1.
+PICKLE_PROTOCOL = 2
 #: The types a frame's values may have.
 PLAIN_TYPES = frozenset({str, int, float, bool, type(None)})
 #: The frame's length prefix.
 LENGTH = struct.Struct(">L")
+
+
+class NotPlain(TypeError):
+    """A value the frame must not carry as it is (it would name a class)."""
+
+
+class _PlainPickler(pickle.Pickler):
+    """A pickler that refuses to name any class: only plain values get through.
+
+    The C pickler writes None, bools, ints, floats, str and the built-in
+    containers itself and asks ``reducer_override`` about anything else (a str
+    subclass, an enum, any object), which would otherwise be pickled as a
+    reference to its class.
+    """
+
+    def reducer_override(self, obj: Any) -> Any:
+        raise NotPlain(type(obj).__name__)
+
+
+_local = threading.local()
+
+
+def pickle_plain(value: Any) -> bytes:
+    """``value`` pickled with protocol 2 in fast mode (no memo); never names a class.
+
+    One pickler per thread, reused: a third cheaper than ``pickle.dumps``. Fast
+    mode (no memo) suits flat values. It is taken out of the thread's slot while
+    in use and put back after: a signal handler that logs on this thread
+    meanwhile makes its own, instead of emptying the buffer this call is about
+    to read. One an error interrupted is never put back.
+
+    Raises:
+        NotPlain: ``value`` holds an object other than the built-in types.
+    """
+    slot = _local.__dict__
+    reused = slot.pop("pickler", None)
+    if reused is None:
+        buffer = io.BytesIO()
+        pickler = _PlainPickler(buffer, PICKLE_PROTOCOL)
+        pickler.fast = True
+    else:
+        pickler, buffer = reused
+        buffer.seek(0)
+        buffer.truncate()
+    pickler.dump(value)
+    data = buffer.getvalue()
+    slot["pickler"] = (pickler, buffer)
+    return data
 
 
 def plain(value: Any) -> str | int | float | bool | None:

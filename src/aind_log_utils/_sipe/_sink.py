@@ -332,6 +332,7 @@ class SipeSink(EngineSink):
             return self._encoder.encode_owned(
                 event, values, origin=origin, stack_trace=event.get("stack_trace"),
                 stack_info=event.get("stack_info"), plain_values=flat,
+                plain_record=attrs.find(b"[", 1) < 0 and attrs.find(b"{") < 0,
                 **self._as_kind(kind, event),
             )  # fmt: skip
         except Exception:
