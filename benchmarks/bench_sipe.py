@@ -30,6 +30,12 @@ neighbour's, so the receiver's CPU per record is printed too.
    hold all 3N, in order, once; SocketHandler drops what was logged while the
    server was away (and, after it is back, until its retry time has passed).
 
+With ``--receiver-nice N`` the cost part's receiver runs in a process of its own at
+niceness N instead (its CPU still counted): a stand-in for the real server, which
+runs on another machine, so that it takes only the CPU the program leaves, as the
+sender process does. The verdicts are for the default; the option is there for
+comparing the two.
+
 Timings are printed, never asserted. The exit status is non-zero only when
 something crashed or when OUR sink lost, duplicated or reordered a record.
 
@@ -38,6 +44,7 @@ Usage::
     python benchmarks/bench_sipe.py            # full run (~5 min)
     python benchmarks/bench_sipe.py --smoke    # a few seconds, for CI (no verdicts)
     python benchmarks/bench_sipe.py --json figures.json
+    python benchmarks/bench_sipe.py --receiver-nice 10   # the receiver as if elsewhere
 """
 
 from __future__ import annotations
@@ -177,6 +184,86 @@ def _cpu_ns(who: int) -> float:
     return (usage.ru_utime + usage.ru_stime) * 1e9
 
 
+def serve_receiver(nice: int) -> int:
+    """Run a counting SipeReceiver at niceness ``nice``; answer one line per command."""
+    from aind_log_utils.testing import SipeReceiver
+
+    os.nice(nice)
+    with SipeReceiver(keep_records=False) as receiver:
+        print(receiver.port, flush=True)
+        for command in sys.stdin:
+            word, *rest = command.split()
+            if word == "clear":
+                receiver.clear()
+            elif word == "away":
+                receiver.go_away(graceful=False)
+            elif word == "back":
+                receiver.come_back()
+            elif word == "wait":
+                print(receiver.wait_for(int(rest[0]), float(rest[1])), flush=True)
+                continue
+            elif word == "quit":
+                break
+            print("ok", flush=True)
+    return 0
+
+
+class NicedReceiver:
+    """The counting receiver in a process of its own at a lower priority (``--receiver-nice``).
+
+    A stand-in for the real server, which runs on another machine: at nice N it
+    takes the CPU the measured program leaves, as the sender process does, instead
+    of taking half of the program's CPU whenever both want one.
+    """
+
+    def __init__(self, nice: int) -> None:
+        import psutil
+
+        self.proc = subprocess.Popen(
+            [sys.executable, HERE, "--serve-receiver", str(nice)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
+        )  # fmt: skip
+        assert self.proc.stdout is not None
+        self.port = int(self.proc.stdout.readline())
+        self.listening = True
+        self._ps = psutil.Process(self.proc.pid)
+
+    def _ask(self, command: str) -> str:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        return self.proc.stdout.readline().strip()
+
+    def clear(self) -> None:
+        self._ask("clear")
+
+    def go_away(self, *, graceful: bool = True) -> None:
+        self._ask("away")
+        self.listening = False
+
+    def come_back(self) -> None:
+        self._ask("back")
+        self.listening = True
+
+    def wait_for(self, count: int, timeout_s: float = 5.0) -> bool:
+        return self._ask(f"wait {count} {timeout_s}") == "True"
+
+    def cpu_ns(self) -> float:
+        times = self._ps.cpu_times()
+        return (times.user + times.system) * 1e9
+
+    def close(self) -> None:
+        self._ask("quit")
+        self.proc.wait(30)
+
+
+def _receiver_cpu_ns(receiver: Any) -> float:
+    """The receiver's CPU so far: its own process's, or this one's (it runs here)."""
+    return (
+        float(receiver.cpu_ns()) if hasattr(receiver, "cpu_ns") else _cpu_ns(resource.RUSAGE_SELF)
+    )
+
+
 def measure_costs(
     receiver: Any, n: int, repeats: int, rounds: int
 ) -> tuple[dict[str, list[tuple[float, float]]], dict[str, dict[str, float]]]:
@@ -184,7 +271,7 @@ def measure_costs(
 
     Also, for the variants with the server up: the CPU per record, over the whole
     run, of the measured program, of its sender process (what the children's usage
-    holds beyond the program's own) and of the receiver (this process).
+    holds beyond the program's own) and of the receiver (this process, or its own).
     """
     results: dict[str, list[tuple[float, float]]] = {v: [] for v in COST_VARIANTS}
     shares: dict[str, list[tuple[float, float, float]]] = {}
@@ -194,7 +281,7 @@ def measure_costs(
             receiver.clear()
             if variant.endswith("down"):
                 receiver.go_away(graceful=False)
-            own, children = _cpu_ns(resource.RUSAGE_SELF), _cpu_ns(resource.RUSAGE_CHILDREN)
+            own, children = _receiver_cpu_ns(receiver), _cpu_ns(resource.RUSAGE_CHILDREN)
             try:
                 args = ["--worker", variant, "--port", str(receiver.port)]
                 args += ["--n", str(n), "--repeats", str(repeats)]
@@ -207,7 +294,7 @@ def measure_costs(
                 descendants = _cpu_ns(resource.RUSAGE_CHILDREN) - children
                 shares.setdefault(variant, []).append(
                     (whole / sent, (descendants - whole) / sent,
-                     (_cpu_ns(resource.RUSAGE_SELF) - own) / sent)
+                     (_receiver_cpu_ns(receiver) - own) / sent)
                 )  # fmt: skip
     split = {
         k: {
@@ -279,7 +366,16 @@ def main() -> int:
         "--smoke", action="store_true", help="tiny run for CI; prints figures, no verdict"
     )
     parser.add_argument("--json", help="write the figures to this file")
+    parser.add_argument(
+        "--receiver-nice", type=int, default=None, metavar="N",
+        help="run the cost part's receiver in a process of its own at niceness N (a "
+        "stand-in for a server on another machine); default: in this process, at "
+        "the program's priority",
+    )  # fmt: skip
+    parser.add_argument("--serve-receiver", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve_receiver is not None:
+        return serve_receiver(args.serve_receiver)
     if args.worker:
         print(*cost_worker(args.worker, args.port, args.n, args.repeats))
         return 0
@@ -290,8 +386,17 @@ def main() -> int:
 
     from aind_log_utils.testing import SipeReceiver
 
-    with SipeReceiver(keep_records=False) as counting:
-        results, split = measure_costs(counting, args.n, args.repeats, args.rounds)
+    if args.receiver_nice is None:
+        with SipeReceiver(keep_records=False) as counting:
+            results, split = measure_costs(counting, args.n, args.repeats, args.rounds)
+    else:
+        niced = NicedReceiver(args.receiver_nice)
+        try:
+            results, split = measure_costs(niced, args.n, args.repeats, args.rounds)
+        finally:
+            niced.close()
+        print(f"(the cost part's receiver ran in its own process at nice {args.receiver_nice}: "
+              "a stand-in for a server on another machine)")  # fmt: skip
     with SipeReceiver() as receiver:
         outages = {
             v: run_outage(receiver, v, args.outage_n)
