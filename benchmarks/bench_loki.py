@@ -39,6 +39,7 @@ Usage::
     python benchmarks/bench_loki.py            # full run (~9 min)
     python benchmarks/bench_loki.py --smoke    # < 1 min, for CI (no verdicts)
     python benchmarks/bench_loki.py --json figures.json
+    python benchmarks/bench_loki.py --receiver-nice 10   # the receiver as if elsewhere
 """
 
 from __future__ import annotations
@@ -234,9 +235,9 @@ def snapshot_package(tmp: str, attempts: int = 12) -> dict[str, str]:
 class Receiver:
     """The parent's handle on the receiver process."""
 
-    def __init__(self) -> None:
+    def __init__(self, nice: int = 0) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, HERE, "--receiver"],
+            [sys.executable, HERE, "--receiver", *(["--receiver-nice", str(nice)] if nice else [])],
             env=_child_env,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -916,6 +917,11 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--receiver", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--receiver-nice", type=int, default=0, metavar="N",
+        help="run the receiver at niceness N (a stand-in for a Loki on another machine: "
+        "it takes only the CPU the program leaves); the verdicts are for the default, 0",
+    )  # fmt: skip
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--params", help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, default=20000, help="records per repeat (cost)")
@@ -937,6 +943,8 @@ def main() -> int:
     parser.add_argument("--json", help="write the figures to this file")
     args = parser.parse_args()
     if args.receiver:
+        if args.receiver_nice:
+            os.nice(args.receiver_nice)
         return serve_receiver()
     if args.worker:
         return run_worker(args.worker, json.loads(args.params))
@@ -945,7 +953,10 @@ def main() -> int:
     tmp = tempfile.mkdtemp(prefix="bench-loki-")
     try:
         _child_env = snapshot_package(tmp)
-        rx = Receiver()
+        rx = Receiver(args.receiver_nice)
+        if args.receiver_nice:
+            print(f"(the receiver runs at nice {args.receiver_nice}: a stand-in for a Loki "
+                  "on another machine)")  # fmt: skip
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
