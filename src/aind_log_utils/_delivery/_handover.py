@@ -171,22 +171,10 @@ class Handover:
             with self._lock:
                 if self._state is UNSPAWNED:
                     self._spawn()  # the first record of a forked child
-                if self._state is LIVE:
-                    if self.pending:
-                        self._pack_pending()
-                    buf = self._buf
-                    if len(buf) < self._max_buffer:
-                        buf += _pack_header(len(prefix) + len(payload))
-                        buf += prefix
-                        buf += payload
-                        if len(buf) >= self._write_at:
-                            self._write_some()  # as in pack_pending
-                        return
-                    self._count_sent_locally(1)
-                records = [p + q for p, q in self._take_pending()]
-                records.append(prefix + payload)
-                local = self._ensure_local()
-            local.host_records(records)
+                self.pending.append((prefix, payload))
+                self._pack_pending()  # behind what was handed over; local if not live
+                if self._state is LIVE and len(self._buf) >= self._write_at:
+                    self._write_some()  # as in pack_pending
         except Exception as exc:
             self._count_error("submit", exc)
         finally:
