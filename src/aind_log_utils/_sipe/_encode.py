@@ -213,7 +213,7 @@ class SipeEncoder:
         return self.encode_owned(
             payload, values, message=message, levelno=levelno, levelname=levelname,
             weblog=weblog, origin=origin, stack_trace=event.get("stack_trace"),
-            stack_info=event.get("stack_info"), plain_record=PLAIN_TYPES.issuperset(map(type, values)),
+            stack_info=event.get("stack_info"),
         )  # fmt: skip
 
     def encode_owned(
