@@ -196,7 +196,7 @@ def serve_receiver(nice: int) -> int:
             if word == "clear":
                 receiver.clear()
             elif word == "away":
-                receiver.go_away(graceful=False)
+                receiver.go_away(graceful=rest == ["graceful"])
             elif word == "back":
                 receiver.come_back()
             elif word == "wait":
@@ -238,7 +238,7 @@ class NicedReceiver:
         self._ask("clear")
 
     def go_away(self, *, graceful: bool = True) -> None:
-        self._ask("away")
+        self._ask("away graceful" if graceful else "away")
         self.listening = False
 
     def come_back(self) -> None:
