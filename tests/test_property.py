@@ -6,7 +6,8 @@ import json
 import logging
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+import yaml
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
@@ -147,3 +148,37 @@ def test_the_event_is_the_record_then_included_then_static_then_extras(
         expected.update(renderer.static_fields)
         Renderer._merge(expected, extras.items())
         assert list(event.items()) == list(expected.items())
+
+
+# Passwords of any characters, as a config dump or a formatted message shows them.
+passwords = st.one_of(
+    st.text(st.characters(min_codepoint=32, max_codepoint=126), min_size=8, max_size=24),
+    st.lists(st.text("abcXYZ019,;&'\"!#:=", min_size=1, max_size=6), min_size=2, max_size=4)
+    .map(" ".join)
+    .filter(lambda pw: len(pw) >= 8),
+    st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=8, max_size=24),
+)
+dumps = st.sampled_from(
+    [
+        lambda pw: f"config: {dict(host='db', password=pw, port=5432)}",
+        lambda pw: f"config: {json.dumps(dict(host='db', password=pw))}",
+        lambda pw: f"connecting with {dict(auth=dict(user='bob', key=pw))} now",
+        lambda pw: f"retry api_key={pw!r}, attempt 2",
+        lambda pw: f"settings {[('x', 1), {'client_secret': pw}]}",
+        lambda pw: "config:\n" + yaml.safe_dump({"db": {"host": "db", "password": pw}}),
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(password=passwords, dump=dumps)
+def test_a_secret_keyed_value_in_text_never_leaks(password: str, dump: Any) -> None:
+    assume(password not in dump(""))  # not a part of the text around it
+    text = dump(password)
+    out = _redact.redact_text(text)
+    around = dump("")
+    # Not the password, and no piece of it: a partial mask leaks too.
+    pieces = {password[i : i + 4] for i in range(len(password) - 3)}
+    assert not {p for p in pieces if p in out and p not in around and p not in _redact.MASK}
+    assert _redact.MASK in out
+    assert out.startswith(text.split(" ", 1)[0])  # what is around it is kept

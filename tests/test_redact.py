@@ -4,11 +4,14 @@ import dataclasses
 import datetime as dt
 import decimal
 import enum
+import json
+import pprint
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from pydantic import BaseModel, SecretBytes, SecretStr
 from pydantic.v1 import BaseModel as BaseModelV1
 from pydantic.v1 import SecretStr as SecretStrV1
@@ -118,6 +121,54 @@ def test_common_patterns(text: str, leak: str) -> None:
     out = redact_text(text)
     assert leak not in out
     assert MASK in out
+
+
+@pytest.mark.parametrize(
+    ("text", "leak", "kept"),
+    [
+        # A quoted value is masked to its closing quote, whatever it holds.
+        (str({"password": "two words here"}), "words", "{'password': '"),
+        (str({"password": "P,ssw0rd!"}), "ssw0rd", "'}"),
+        (str({"db_password": "Tr0ub4dor&3"}), "&3", "'db_password'"),
+        (str({"secret": "x;y;zzzz"}), "zzzz", "{'secret': '"),
+        (str({"password": "it's-mine"}), "-mine", "{'password': \""),
+        (json.dumps({"token": 'ab"cd"ef'}), "cd", '{"token": "'),
+        ('password = "a b c d", user=bob', "b c d", "user=bob"),
+        (str({"pwd": "abc"}), "abc", "'pwd'"),  # quoted: short values too
+        # A bracketed value to its closing bracket, over lines as pprint writes it.
+        (str({"auth": {"user": "bob", "key": "abcd"}}), "bob", "{'auth': {"),
+        (
+            pprint.pformat({"credentials": {"user": "bob", "key": "k" * 30, "n": list(range(20))}}),
+            "bob",
+            "'credentials'",
+        ),
+        # Bare after ":" (YAML, key: value lines): to the end of the line.
+        ("db:\n  password: P,ssw0rd&1\n  port: 5432", "ssw0rd", "port: 5432"),
+        (yaml.safe_dump({"db": {"password": "two words here", "port": 1}}), "words", "port: 1"),
+        (yaml.safe_dump({"password": "it's:", "port": 1}), "s:", "port: 1"),  # 'it''s:'
+        # Bare after "=": up to a space or one of ,;& (a query string, a k=v list).
+        ("GET /x?token=abcdef&page=2", "abcdef", "&page=2"),
+        ("user=bob, password=hunter22, host=db", "hunter22", ", host=db"),
+        # Unclosed: masked to the end of its line, the next line kept.
+        ("password: 'unclosed value\nnext line", "unclosed", "next line"),
+    ],
+)
+def test_secret_key_values_in_text_are_masked_whole(text: str, leak: str, kept: str) -> None:
+    out = redact_text(text)
+    assert leak not in out
+    assert MASK in out
+    assert kept in out
+
+
+@pytest.mark.parametrize(
+    "text", ["token=5 tests", "auth: ok", "at 12:30:45 token=", "tokens=12", "author: Ada Lovelace"]
+)
+def test_short_bare_values_and_ordinary_text_are_kept(text: str) -> None:
+    assert redact_text(text) == text
+
+
+def test_a_bare_value_after_equals_ends_at_a_closing_bracket() -> None:
+    assert redact_text("[session_token=123456] ok") == f"[session_token={MASK}] ok"
 
 
 def test_cycles_depth_and_size_are_bounded() -> None:

@@ -8,8 +8,10 @@ Secrets are masked wherever they are found, before any sink sees a record:
   ``authorization``, ``cookie``, ``secret``, ``credentials``, ... any case, any depth);
 * secret values registered with :func:`register_secret` (or ``setup_logging(secrets=...)``)
   wherever they appear inside a string;
-* common patterns: URL userinfo (``scheme://user:pass@``), bearer tokens, AWS access
-  key ids and secret keys.
+* inside any string, the shapes credentials take (:mod:`aind_log_utils._scrub`): URL
+  userinfo (``scheme://user:pass@``), bearer tokens, AWS access key ids, and the
+  value of a ``key=value`` / ``key: value`` whose key looks secret (a quoted value
+  to its closing quote, as a dict's ``repr`` or JSON writes it).
 
 Containers are walked boundedly: cycles, deep nesting, huge containers and objects
 whose ``__repr__`` raises are all rendered safely, and never raise.
@@ -29,6 +31,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import PurePath
 from typing import Any
 
+from ._scrub import MASK, is_secret_key, scrub_patterns
+
 __all__ = [
     "MASK",
     "check_key",
@@ -39,95 +43,12 @@ __all__ = [
     "register_secret",
 ]
 
-#: What replaces a secret.
-MASK = "**********"
-
 #: Containers deeper than this are cut with a marker.
 MAX_DEPTH = 8
 #: At most this many items of a container are kept; the rest is summarised.
 MAX_ITEMS = 256
 #: Strings longer than this many characters are truncated with a marker.
 MAX_STR_CHARS = 64 * 1024
-
-_SECRET_KEY_RE = re.compile(
-    r"pass(word|wd|phrase)?|pwd|secret|token|api[-_]?key|apikey|auth(orization)?|"
-    r"cookie|credential|private[-_]?key|session[-_]?key|access[-_]?key|signature|"
-    r"client[-_]?secret|bearer",
-    re.IGNORECASE,
-)
-#: Keys that match the pattern above but are well-known non-secrets.
-_NOT_SECRET_KEYS = frozenset(
-    {"token_count", "tokens", "num_tokens", "author", "authors", "auth_method", "passed"}
-)
-
-# Each pattern runs only when a cheap substring pre-check says it could match, so
-# ordinary strings cost a handful of `in` tests, not a regex scan.
-_USERINFO_RE = re.compile(r"(?P<pre>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s:/@]+:)[^\s/@]+(?=@)")
-_AUTH_RE = re.compile(r"(?P<pre>\b(?:[Bb]earer|[Bb]asic|[Tt]oken)\s+)[A-Za-z0-9\-._~+/]{8,}=*")
-# No leading \b: a literal first character lets the regex engine skip ahead fast.
-_AWS_KEY_RE = re.compile(r"A(?:KIA|SIA|GPA|IDA|ROA|NPA|NVA|IPA)[A-Z0-9]{16}(?![A-Z0-9])")
-_QUOTES_SPACE = " \t'\""
-_VALUE_END = frozenset(" \t\r\n'\",;&")
-
-
-def _next_separator(text: str, start: int) -> int:
-    colon = text.find(":", start)
-    equals = text.find("=", start)
-    if colon == -1:
-        return equals
-    if equals == -1:
-        return colon
-    return min(colon, equals)
-
-
-def _scrub_key_values(text: str) -> str:
-    """Mask the value of every ``key=value`` / ``key: value`` whose key looks secret.
-
-    Plain string scanning from each separator: a regex here costs a scan of
-    the whole string per separator, this costs the length of the key.
-    """
-    parts: list[str] = []
-    done = 0
-    size = len(text)
-    pos = _next_separator(text, 0)
-    while pos != -1:
-        end_key = pos
-        while end_key > done and text[end_key - 1] in _QUOTES_SPACE:
-            end_key -= 1
-        # The key is the word before the separator (after the last space or comma).
-        start_key = (
-            max(text.rfind(" ", done, end_key), text.rfind(",", done, end_key), done - 1) + 1
-        )
-        start_key = max(start_key, end_key - 64)
-        if start_key < end_key and is_secret_key(text[start_key:end_key]):
-            start_value = pos + 1
-            while start_value < size and text[start_value] in _QUOTES_SPACE:
-                start_value += 1
-            end_value = start_value
-            while end_value < size and text[end_value] not in _VALUE_END:
-                end_value += 1
-            if end_value - start_value >= 4:
-                parts.append(text[done:start_value])
-                parts.append(MASK)
-                done = end_value
-        pos = _next_separator(text, max(pos + 1, done))
-    if not parts:
-        return text
-    parts.append(text[done:])
-    return "".join(parts)
-
-
-def _scrub_patterns(text: str) -> str:
-    if "@" in text and "://" in text:
-        text = _USERINFO_RE.sub(r"\g<pre>" + MASK, text)
-    if "earer" in text or "asic " in text or "oken " in text:
-        text = _AUTH_RE.sub(r"\g<pre>" + MASK, text)
-    if "A" in text:
-        text = _AWS_KEY_RE.sub(MASK, text)
-    if "=" in text or ":" in text:
-        text = _scrub_key_values(text)
-    return text
-
 
 _secrets_lock = threading.Lock()
 _secret_values: set[str] = set()
@@ -136,7 +57,6 @@ _secret_tuple: tuple[str, ...] = ()
 #: Bumped whenever the registered secrets change, so caches of redacted text expire.
 generation = 0
 
-_key_cache: dict[str, bool] = {}
 _clean_key_cache: dict[str, tuple[str, bool]] = {}
 
 _SCALARS = (str, int, float, bool, type(None))
@@ -195,24 +115,6 @@ def clear_secrets() -> None:
         generation += 1
 
 
-def is_secret_key(key: str) -> bool:
-    """Tell whether a mapping key looks like it names a secret.
-
-    Args:
-        key: the key, any case.
-
-    Returns:
-        True for keys such as ``password``, ``API_KEY``, ``authorization``.
-    """
-    cached = _key_cache.get(key)
-    if cached is None:
-        lowered = key.lower()
-        cached = lowered not in _NOT_SECRET_KEYS and _SECRET_KEY_RE.search(lowered) is not None
-        if len(_key_cache) < 4096:
-            _key_cache[key] = cached
-    return cached
-
-
 def check_key(key: str) -> tuple[str, bool]:
     """Scrub a mapping key and tell whether its value must be masked (cached).
 
@@ -248,7 +150,7 @@ def redact_text(text: str) -> str:
             if secret in text:
                 text = _secret_re.sub(MASK, text)  # type: ignore[union-attr]
                 break
-    return _scrub_patterns(text)
+    return scrub_patterns(text)
 
 
 def _truncate(text: str) -> str:

@@ -1,0 +1,204 @@
+"""Secrets inside free text: secret-looking keys, and the shapes credentials take.
+
+:func:`scrub_patterns` masks, in any string (a message, a traceback, a repr):
+
+* URL userinfo (``scheme://user:pass@``), bearer/basic tokens, AWS access key ids;
+* the value of every ``key=value`` / ``key: value`` whose key looks secret
+  (:func:`is_secret_key`). A quoted value is masked to its closing quote, whatever
+  it holds (spaces, commas, ``&``, escaped quotes), as ``repr()`` of a dict, JSON
+  and config dumps write it; a bracketed value (``{...}``, ``[...]``, ``(...)``) to
+  its closing bracket; a bare value after ``=`` up to a space or one of ``,;&``
+  (as in a query string), after ``:`` to the end of its line (as YAML reads it).
+
+Registered secret values and the walking of containers are
+:mod:`aind_log_utils._redact`'s.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["MASK", "is_secret_key", "scrub_patterns"]
+
+#: What replaces a secret.
+MASK = "**********"
+
+_SECRET_KEY_RE = re.compile(
+    r"pass(word|wd|phrase)?|pwd|secret|token|api[-_]?key|apikey|auth(orization)?|"
+    r"cookie|credential|private[-_]?key|session[-_]?key|access[-_]?key|signature|"
+    r"client[-_]?secret|bearer",
+    re.IGNORECASE,
+)
+#: Keys that match the pattern above but are well-known non-secrets.
+_NOT_SECRET_KEYS = frozenset(
+    {"token_count", "tokens", "num_tokens", "author", "authors", "auth_method", "passed"}
+)
+_key_cache: dict[str, bool] = {}
+
+# Each pattern runs only when a cheap substring pre-check says it could match, so
+# ordinary strings cost a handful of `in` tests, not a regex scan.
+_USERINFO_RE = re.compile(r"(?P<pre>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s:/@]+:)[^\s/@]+(?=@)")
+_AUTH_RE = re.compile(r"(?P<pre>\b(?:[Bb]earer|[Bb]asic|[Tt]oken)\s+)[A-Za-z0-9\-._~+/]{8,}=*")
+# No leading \b: a literal first character lets the regex engine skip ahead fast.
+_AWS_KEY_RE = re.compile(r"A(?:KIA|SIA|GPA|IDA|ROA|NPA|NVA|IPA)[A-Z0-9]{16}(?![A-Z0-9])")
+_QUOTES_SPACE = " \t'\""
+#: Where a bare (unquoted) value ends, after ``=`` and after ``:``.
+_BARE_END_EQUALS = frozenset(" \t\r\n'\",;&}]")
+_BARE_END_COLON = frozenset("\r\n")
+#: A bare value shorter than this is left: ``auth: ok``, ``token=5`` are not secrets.
+_MIN_BARE = 4
+_CLOSING = {"{": "}", "[": "]", "(": ")"}
+_QUOTES = frozenset("'\"")
+
+
+def is_secret_key(key: str) -> bool:
+    """Tell whether a mapping key looks like it names a secret.
+
+    Args:
+        key: the key, any case.
+
+    Returns:
+        True for keys such as ``password``, ``API_KEY``, ``authorization``.
+    """
+    cached = _key_cache.get(key)
+    if cached is None:
+        lowered = key.lower()
+        cached = lowered not in _NOT_SECRET_KEYS and _SECRET_KEY_RE.search(lowered) is not None
+        if len(_key_cache) < 4096:
+            _key_cache[key] = cached
+    return cached
+
+
+def scrub_patterns(text: str) -> str:
+    """Mask the credentials ``text`` holds in a recognisable shape (see the module).
+
+    Args:
+        text: any string.
+
+    Returns:
+        The string with each such credential replaced by :data:`MASK`.
+    """
+    if "@" in text and "://" in text:
+        text = _USERINFO_RE.sub(r"\g<pre>" + MASK, text)
+    if "earer" in text or "asic " in text or "oken " in text:
+        text = _AUTH_RE.sub(r"\g<pre>" + MASK, text)
+    if "A" in text:
+        text = _AWS_KEY_RE.sub(MASK, text)
+    if "=" in text or ":" in text:
+        text = _scrub_key_values(text)
+    return text
+
+
+def _next_separator(text: str, start: int) -> int:
+    colon = text.find(":", start)
+    equals = text.find("=", start)
+    if colon == -1:
+        return equals
+    if equals == -1:
+        return colon
+    return min(colon, equals)
+
+
+def _scrub_key_values(text: str) -> str:
+    """Mask the value of every ``key=value`` / ``key: value`` whose key looks secret.
+
+    Plain string scanning from each separator: a regex here costs a scan of
+    the whole string per separator, this costs the length of the key.
+    """
+    parts: list[str] = []
+    done = 0
+    pos = _next_separator(text, 0)
+    while pos != -1:
+        end_key = pos
+        while end_key > done and text[end_key - 1] in _QUOTES_SPACE:
+            end_key -= 1
+        # The key is the word before the separator (after the last space or comma).
+        start_key = (
+            max(text.rfind(" ", done, end_key), text.rfind(",", done, end_key), done - 1) + 1
+        )
+        start_key = max(start_key, end_key - 64)
+        if start_key < end_key and is_secret_key(text[start_key:end_key]):
+            start_value, end_value = _value_span(text, pos + 1)
+            if end_value > start_value:
+                parts.append(text[done:start_value])
+                parts.append(MASK)
+                done = end_value
+        pos = _next_separator(text, max(pos + 1, done))
+    if not parts:
+        return text
+    parts.append(text[done:])
+    return "".join(parts)
+
+
+def _value_span(text: str, start: int) -> tuple[int, int]:
+    """Where the value after the separator at ``start - 1`` lies: what to mask.
+
+    Quoted: between its quotes. Bracketed: between its brackets. Bare after
+    ``=`` (``a=1&token=x``, ``k=v, k2=v2``): up to a space or one of ``'",;&}]``.
+    Bare after ``:`` (YAML, ``key: value`` lines): to the end of the line, as
+    YAML reads it, so ``password: two words`` or
+    ``password: P,ssw0rd!`` is masked whole. A bare value shorter than
+    :data:`_MIN_BARE` is left (``auth: ok``).
+    """
+    ends = _BARE_END_COLON if text[start - 1] == ":" else _BARE_END_EQUALS
+    size = len(text)
+    while start < size and text[start] in " \t":
+        start += 1
+    first = text[start : start + 1]
+    if first in _QUOTES:
+        return start + 1, _quote_end(text, start + 1, first)
+    if first in _CLOSING:
+        return start + 1, _bracket_end(text, start + 1, first)
+    end = start
+    while end < size and text[end] not in ends:
+        end += 1
+    return (start, end) if end - start >= _MIN_BARE else (start, start)
+
+
+def _quote_end(text: str, start: int, quote: str) -> int:
+    """The index of the quote closing a string that starts at ``start``.
+
+    A backslash escapes the next character, as in ``repr()`` and JSON; a doubled
+    quote is one quote, as in YAML and SQL. Unclosed, it runs to the end of the
+    line: masking too much beats leaking the rest.
+    """
+    size = len(text)
+    pos = start
+    while pos < size:
+        char = text[pos]
+        if char == quote:
+            if text[pos + 1 : pos + 2] != quote:
+                return pos
+            pos += 2  # YAML and SQL double a quote inside a quoted string
+        elif char == "\n":
+            return pos
+        else:
+            pos += 2 if char == "\\" else 1
+    return size
+
+
+def _bracket_end(text: str, start: int, opening: str) -> int:
+    """The index of the bracket closing ``opening`` (just before ``start``).
+
+    Quoted strings inside are skipped, so a bracket in a string does not count;
+    a container may span lines (``pprint``). Unclosed, the value runs to the end
+    of its line.
+    """
+    closing = _CLOSING[opening]
+    depth = 1
+    size = len(text)
+    pos = start
+    while pos < size:
+        char = text[pos]
+        if char in _QUOTES:
+            pos = _quote_end(text, pos + 1, char) + 1
+            continue
+        if char == opening:
+            depth += 1
+        elif char == closing:
+            depth -= 1
+            if depth == 0:
+                return pos
+        pos += 1
+    line_end = text.find("\n", start)
+    return size if line_end == -1 else line_end
