@@ -166,6 +166,7 @@ dumps = st.sampled_from(
         lambda pw: f"retry api_key={pw!r}, attempt 2",
         lambda pw: f"settings {[('x', 1), {'client_secret': pw}]}",
         lambda pw: "config:\n" + yaml.safe_dump({"db": {"host": "db", "password": pw}}),
+        lambda pw: f"running {['tool', '--db-password', pw, '-v']}",
     ]
 )
 

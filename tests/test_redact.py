@@ -149,6 +149,12 @@ def test_common_patterns(text: str, leak: str) -> None:
         # Bare after "=": up to a space or one of ,;& (a query string, a k=v list).
         ("GET /x?token=abcdef&page=2", "abcdef", "&page=2"),
         ("user=bob, password=hunter22, host=db", "hunter22", ", host=db"),
+        # A pair inside a quoted string ends at that string's quote.
+        ('curl -H "Authorization: Basic dXNlcjpwYXNz" https://x/y', "dXNlcjpw", "https://x/y"),
+        # The value after a secret-looking command-line option.
+        ("running tool --password hunter22 --x 1", "hunter22", "--x 1"),
+        (str(["tool", "--api-key", "abcd1234", "-v"]), "abcd1234", "'-v']"),
+        ('tool --client-secret "two words" in.txt', "words", "in.txt"),
         # Unclosed: masked to the end of its line, the next line kept.
         ("password: 'unclosed value\nnext line", "unclosed", "next line"),
     ],
@@ -165,6 +171,10 @@ def test_secret_key_values_in_text_are_masked_whole(text: str, leak: str, kept: 
 )
 def test_short_bare_values_and_ordinary_text_are_kept(text: str) -> None:
     assert redact_text(text) == text
+
+
+def test_an_option_after_a_secret_looking_option_is_not_its_value() -> None:
+    assert redact_text("tool --password -v x") == "tool --password -v x"
 
 
 def test_a_bare_value_after_equals_ends_at_a_closing_bracket() -> None:

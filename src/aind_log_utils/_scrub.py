@@ -3,6 +3,8 @@
 :func:`scrub_patterns` masks, in any string (a message, a traceback, a repr):
 
 * URL userinfo (``scheme://user:pass@``), bearer/basic tokens, AWS access key ids;
+* the value after a secret-looking command-line option (``--password x``, and
+  ``['--token', 'x']`` as a command's list repr shows it);
 * the value of every ``key=value`` / ``key: value`` whose key looks secret
   (:func:`is_secret_key`). A quoted value is masked to its closing quote, whatever
   it holds (spaces, commas, ``&``, escaped quotes), as ``repr()`` of a dict, JSON
@@ -49,6 +51,9 @@ _BARE_END_COLON = frozenset("\r\n")
 _MIN_BARE = 4
 _CLOSING = {"{": "}", "[": "]", "(": ")"}
 _QUOTES = frozenset("'\"")
+#: A long option and what separates it from its value: blanks, or ``', '`` in a
+#: list's repr (then ``quote`` is the value's opening quote).
+_FLAG_RE = re.compile(r"--(?P<name>[A-Za-z][\w-]*)(?:['\"],\s*(?P<quote>['\"])|[ \t]+)")
 
 
 def is_secret_key(key: str) -> bool:
@@ -86,7 +91,41 @@ def scrub_patterns(text: str) -> str:
         text = _AWS_KEY_RE.sub(MASK, text)
     if "=" in text or ":" in text:
         text = _scrub_key_values(text)
+    if "--" in text:
+        text = _scrub_flags(text)
     return text
+
+
+def _scrub_flags(text: str) -> str:
+    """Mask the value after a secret-looking command-line option.
+
+    ``--password hunter22``, ``--token "a b"`` and a command's list repr,
+    ``['--api-key', 'abcd1234']`` (``--name=value`` is a key/value pair already).
+    A value that is itself an option (``--token --verbose``) is left.
+    """
+    parts: list[str] = []
+    done = 0
+    for match in _FLAG_RE.finditer(text):
+        if match.start() < done or not is_secret_key(match["name"]):
+            continue
+        start = match.end()
+        quote = match["quote"] or text[start : start + 1]
+        if quote in _QUOTES:
+            start += 0 if match["quote"] else 1
+            end = _quote_end(text, start, quote)
+        elif text.startswith("-", start):
+            continue
+        else:
+            end = start
+            while end < len(text) and not text[end].isspace():
+                end += 1
+        if end > start:
+            parts += (text[done:start], MASK)
+            done = end
+    if not parts:
+        return text
+    parts.append(text[done:])
+    return "".join(parts)
 
 
 def _next_separator(text: str, start: int) -> int:
@@ -118,7 +157,9 @@ def _scrub_key_values(text: str) -> str:
         )
         start_key = max(start_key, end_key - 64)
         if start_key < end_key and is_secret_key(text[start_key:end_key]):
-            start_value, end_value = _value_span(text, pos + 1)
+            # A pair inside a quoted string ("Authorization: Bearer x" ...) ends there.
+            enclosing = text[start_key] if text[start_key] in _QUOTES else ""
+            start_value, end_value = _value_span(text, pos + 1, enclosing)
             if end_value > start_value:
                 parts.append(text[done:start_value])
                 parts.append(MASK)
@@ -130,17 +171,20 @@ def _scrub_key_values(text: str) -> str:
     return "".join(parts)
 
 
-def _value_span(text: str, start: int) -> tuple[int, int]:
+def _value_span(text: str, start: int, enclosing: str = "") -> tuple[int, int]:
     """Where the value after the separator at ``start - 1`` lies: what to mask.
 
     Quoted: between its quotes. Bracketed: between its brackets. Bare after
     ``=`` (``a=1&token=x``, ``k=v, k2=v2``): up to a space or one of ``'",;&}]``.
     Bare after ``:`` (YAML, ``key: value`` lines): to the end of the line, as
-    YAML reads it, so ``password: two words`` or
-    ``password: P,ssw0rd!`` is masked whole. A bare value shorter than
+    YAML reads it, so ``password: two words`` or ``password: P,ssw0rd!`` is masked
+    whole; or to the ``enclosing`` quote, the one the key opened with
+    (``-H "Authorization: Basic x" url``). A bare value shorter than
     :data:`_MIN_BARE` is left (``auth: ok``).
     """
-    ends = _BARE_END_COLON if text[start - 1] == ":" else _BARE_END_EQUALS
+    ends = _BARE_END_EQUALS
+    if text[start - 1] == ":":
+        ends = _BARE_END_COLON | {enclosing} if enclosing else _BARE_END_COLON
     size = len(text)
     while start < size and text[start] in " \t":
         start += 1
