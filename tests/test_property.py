@@ -183,3 +183,23 @@ def test_a_secret_keyed_value_in_text_never_leaks(password: str, dump: Any) -> N
     assert not {p for p in pieces if p in out and p not in around and p not in _redact.MASK}
     assert _redact.MASK in out
     assert out.startswith(text.split(" ", 1)[0])  # what is around it is kept
+
+
+# Text with separators, quotes, options and (sometimes) a secret-looking word.
+pieces = st.sampled_from(
+    [" ", ":", "=", "--", "'", '"', ",", "{", "}", "\n", "pass", "PWD", "Token", "\u017fecret",
+     "\u212aey", "api_key", "x", "12:30", "Error", "monkey", "auth", "bearer"]
+)  # fmt: skip
+texts = st.lists(st.one_of(pieces, st.text(max_size=4)), max_size=12).map("".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=texts)
+def test_the_quick_word_test_never_skips_a_secret_key(text: str) -> None:
+    from aind_log_utils import _scrub
+
+    # Whenever the quick test lets text through unscanned, the full scan would
+    # have left it unchanged too.
+    if not _scrub._may_name_a_secret(text):
+        assert _scrub._scrub_key_values(text) == text
+        assert _scrub._scrub_flags(text) == text

@@ -234,3 +234,9 @@ def test_numpy_values() -> None:
     assert redact(np.int64(7)) == 7
     assert redact(np.arange(3)) == [0, 1, 2]
     assert "shape=(1000,)" in redact(np.zeros(1000))
+
+
+@pytest.mark.parametrize("key", ["\u017fecret", "api_\u212aey", "PASSWORD", "Api-Key"])
+def test_keys_matched_case_insensitively_are_scanned(key: str) -> None:
+    # The quick word test before the scan folds case as the key pattern does.
+    assert redact_text(f"{key}: abcdef12") == f"{key}: {MASK}"
