@@ -98,6 +98,7 @@ def test_push_event_takes_an_event_orjson_refuses(
         ({"url": "http://h", "labels": {"level": "x"}}, "loki_labels"),
         ({"url": "http://h", "labels": {f"l{i}": "x" for i in range(12)}}, "loki_labels"),
         ({"url": "http://h", "labels": {"ok": "x" * 3000}}, "loki_labels"),
+        ({"url": "http://h", "labels": {"ok": "\u00fc" * 1500}}, "loki_labels"),  # 3,000 bytes
         ({"url": "http://h", "max_batch_bytes": 8 * 1024 * 1024}, "max_batch_bytes"),
         ({"url": "http://h", "batch_wait_s": -1}, "batch_wait_s"),
         (
@@ -235,6 +236,28 @@ def test_over_long_line_is_truncated_to_valid_json_with_marker(
     assert record["truncated"] is True and record["original_bytes"] > 256 * 1024
     assert record["message"] == "big" and len(entry.line.encode()) <= 256 * 1024
     assert read_jsonl(tmp_path / "run.jsonl")[0]["blob"] == "z" * 60_000  # the file keeps it whole
+
+
+def test_long_label_and_metadata_values_are_cut_to_what_loki_accepts(
+    receiver: LokiReceiver, tmp_path: Path
+) -> None:
+    # Loki counts a label value in bytes (2,048 at most) and refuses an entry whose
+    # structured metadata is over 64 KB; the receiver answers as Loki does.
+    session = session_to(receiver, tmp_path)
+    log = logging.getLogger("x")
+    log.info("label", extra={"rig_id": "\u00fc" * 2000})  # 2,000 characters, 4,000 bytes
+    log.info("metadata", extra={"subject_id": "1" * 50_000, "user_id": "\u00e9" * 40_000})
+    session.close()
+    assert receiver.wait_for(2, 10)
+    assert not receiver.rejected and session.stats()["sinks"]["loki"]["rejected"] == {}
+    label, metadata = receiver.entries()
+    assert label.labels["rig_id"] == "\u00fc" * 1024  # 2,048 bytes
+    assert metadata.metadata is not None
+    assert metadata.metadata["subject_id"] == "1" * 4096
+    assert metadata.metadata["user_id"] == "\u00e9" * 2048
+    # The lines keep every value whole.
+    assert orjson.loads(label.line)["rig_id"] == "\u00fc" * 2000
+    assert orjson.loads(metadata.line)["subject_id"] == "1" * 50_000
 
 
 def test_truncate_line_keeps_standard_fields() -> None:

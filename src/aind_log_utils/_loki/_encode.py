@@ -25,7 +25,10 @@ import orjson
 __all__ = [
     "LABEL_FIELDS",
     "MAX_LABELS",
+    "MAX_LABEL_VALUE_BYTES",
+    "MAX_METADATA_VALUE_BYTES",
     "METADATA_FIELDS",
+    "clip_utf8",
     "decode_item",
     "encode_item",
     "frame_item",
@@ -46,9 +49,14 @@ METADATA_FIELDS: tuple[str, ...] = (
     "subject_id", "acquisition_name", "asset_name", "log_session", "specimen_id", "user_id",
     "process_name", "capsule_id", "computation_id", "software_version", "logger", "event_type",
 )  # fmt: skip
-#: Loki's limits on labels.
+#: Loki's limits on labels; a value's length is counted in bytes (Go's ``len``),
+#: so 2,048 characters of ``ü`` are over it.
 MAX_LABELS = 15
-MAX_LABEL_VALUE_CHARS = 2048
+MAX_LABEL_VALUE_BYTES = 2048
+#: A structured metadata value is cut to this many bytes (the line keeps it whole):
+#: all of :data:`METADATA_FIELDS` at this size stay under Loki's 64 KB per entry
+#: (names and values), over which Loki refuses the entry.
+MAX_METADATA_VALUE_BYTES = 4096
 _LABEL_NAME_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _RESERVED_LABELS = frozenset({"service_name", *LABEL_FIELDS})
 
@@ -83,9 +91,10 @@ def validate_labels(labels: Mapping[str, Any] | None) -> dict[str, str]:
         text = str(value)
         if not text:
             raise ValueError(f"loki_labels: label {name!r} has an empty value")
-        if len(text) > MAX_LABEL_VALUE_CHARS:
+        if len(text.encode("utf-8", "surrogatepass")) > MAX_LABEL_VALUE_BYTES:
             raise ValueError(
-                f"loki_labels: label {name!r} is longer than {MAX_LABEL_VALUE_CHARS} characters"
+                f"loki_labels: label {name!r} is longer than {MAX_LABEL_VALUE_BYTES} bytes "
+                "(UTF-8), Loki's limit"
             )
         out[name] = text
     if len(out) + 1 + len(LABEL_FIELDS) > MAX_LABELS:
@@ -109,23 +118,38 @@ def loki_labels(
     Returns:
         ``service_name``, the known label fields, and the static labels.
     """
-    labels = {"service_name": program[:MAX_LABEL_VALUE_CHARS] or "unknown_service"}
+    labels = {"service_name": clip_utf8(program, MAX_LABEL_VALUE_BYTES) or "unknown_service"}
     for name in LABEL_FIELDS:
         value = event.get(name)
         if value is not None and value != "":
-            labels[name] = str(value)[:MAX_LABEL_VALUE_CHARS]
+            labels[name] = clip_utf8(str(value), MAX_LABEL_VALUE_BYTES)
     labels.update(static_labels)
     return labels
 
 
 def loki_metadata(event: Mapping[str, Any]) -> dict[str, str]:
-    """The structured metadata of one event (the known high-cardinality fields)."""
+    """The structured metadata of one event (the known high-cardinality fields).
+
+    Each value is cut to :data:`MAX_METADATA_VALUE_BYTES`, so that Loki never
+    refuses the entry for its metadata.
+    """
     meta: dict[str, str] = {}
     for name in METADATA_FIELDS:
         value = event.get(name)
         if value is not None and value != "":
-            meta[name] = value if type(value) is str else str(value)
+            text = value if type(value) is str else str(value)
+            meta[name] = clip_utf8(text, MAX_METADATA_VALUE_BYTES)
     return meta
+
+
+def clip_utf8(text: str, max_bytes: int) -> str:
+    """``text`` cut to at most ``max_bytes`` of UTF-8, never inside a character."""
+    if len(text) <= max_bytes // 4:  # at most 4 bytes a character: short enough
+        return text
+    data = text.encode("utf-8", "surrogatepass")
+    if len(data) <= max_bytes:
+        return text
+    return data[:max_bytes].decode("utf-8", "ignore")
 
 
 def timestamp_ns(event: Mapping[str, Any]) -> int | None:
