@@ -31,11 +31,6 @@ _SECRET_KEY_RE = re.compile(
     r"client[-_]?secret|bearer",
     re.IGNORECASE,
 )
-#: A word every match of the pattern above holds: a quick test for text.
-_KEY_WORDS = (
-    "pass", "pwd", "secret", "token", "key", "auth", "cookie", "credential", "signature",
-    "bearer",
-)  # fmt: skip
 #: Keys that match the pattern above but are well-known non-secrets.
 _NOT_SECRET_KEYS = frozenset(
     {"token_count", "tokens", "num_tokens", "author", "authors", "auth_method", "passed"}
@@ -105,15 +100,21 @@ def scrub_patterns(text: str) -> str:
 
 
 def _may_name_a_secret(text: str) -> bool:
-    """False when no word of :data:`_SECRET_KEY_RE` can be in ``text``.
+    """False when no word of ``_SECRET_KEY_RE`` can be in ``text``.
 
     Most text with a ``:`` (a time, ``Error: ...``) names no secret: a few
     substring tests spare it the walk over its separators (4 us for a short
     message on the reference VM; the regex itself, case-insensitive, 7 us).
     ``casefold`` folds as the regex's IGNORECASE does (the long s, the Kelvin sign).
     """
-    folded = text.casefold()
-    return any(word in folded for word in _KEY_WORDS)
+    f = text.casefold()
+    # Every word of the pattern holds one of these; written out, the tests cost
+    # half of what any() over a tuple of them did.
+    return (
+        "key" in f or "pass" in f or "token" in f or "secret" in f or "auth" in f
+        or "pwd" in f or "cookie" in f or "credential" in f or "signature" in f
+        or "bearer" in f
+    )  # fmt: skip
 
 
 def _scrub_flags(text: str) -> str:
