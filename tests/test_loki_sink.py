@@ -182,6 +182,25 @@ def test_partial_acceptance_400_is_counted_and_never_resent(
     assert counters["rejected"] == {"too_far_behind": 1}
 
 
+def test_the_active_stream_limit_is_retried_and_said_not_split(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    _diagnostics.set_quiet(False)
+    with LokiReceiver(max_streams=1) as receiver:
+        sink = LokiSink(receiver.url, spool_dir=tmp_path / "s", delivery="thread", **FAST)
+        now = time.time_ns()
+        sink.push_event({"level": "INFO"}, b'{"n":"first stream"}', now)
+        sink.push_event({"level": "ERROR"}, b'{"n":"a second stream"}', now + 1)
+        assert not sink.flush(1.5)  # the second stream cannot be stored yet
+        counters = sink.counters()
+        sink.close(timeout_s=0)
+        assert receiver.lines() == ['{"n":"first stream"}']
+        # Every push held both records: a split cannot get past a stream limit.
+        assert receiver.requests >= 3 and receiver.rejected["stream_limit"] == receiver.requests
+    assert counters["dropped"] == {} and counters["rejected"] == {}
+    assert "429 active stream limit: too many label values" in capfd.readouterr().err
+
+
 def test_structured_metadata_refused_falls_back_and_remembers(tmp_path: Path) -> None:
     with LokiReceiver(structured_metadata=False, rate_limit_bytes_s=None) as old_loki:
         sink = LokiSink(old_loki.url, spool_dir=tmp_path / "s", **FAST)

@@ -34,6 +34,8 @@ _REASONS = (
     ("structured metadata", "structured_metadata"),
     ("label", "invalid_labels"),
 )
+#: How Loki's 429 for a tenant over its active-stream limit begins.
+_STREAM_LIMIT = "Maximum active stream limit exceeded"
 _split = methodcaller("partition", b"\n")  # item -> (labels, "\n", value)
 _LABELS = itemgetter(0)
 
@@ -142,6 +144,14 @@ class LokiTransport:
         if status < 300:
             self._consecutive_429 = 0
             return SendResult.ok()
+        if status == 429 and _STREAM_LIMIT in text:
+            # Too many active streams for the tenant (labels of too many values): no
+            # split gets a push past it; it clears as streams go idle on the server.
+            self._consecutive_429 = 0
+            return SendResult.retry(
+                "429 active stream limit: too many label values for this tenant",
+                _retry_after(answer.retry_after),
+            )
         if status == 429:
             self._consecutive_429 += 1
             if self._consecutive_429 >= SPLIT_AFTER_429 and len(batch) > 1:
