@@ -100,6 +100,7 @@ def test_push_event_takes_an_event_orjson_refuses(
         ({"url": "http://h", "labels": {"ok": "x" * 3000}}, "loki_labels"),
         ({"url": "http://h", "labels": {"ok": "\u00fc" * 1500}}, "loki_labels"),  # 3,000 bytes
         ({"url": "http://h", "max_batch_bytes": 8 * 1024 * 1024}, "max_batch_bytes"),
+        ({"url": "http://h", "max_batch_bytes": "big"}, "max_batch_bytes"),
         ({"url": "http://h", "batch_wait_s": -1}, "batch_wait_s"),
         (
             {"url": "http://h", "bearer_token": "abcd", "username": "u", "password": "p"},

@@ -205,6 +205,33 @@ def test_static_fields_and_their_validation(tmp_path: Path) -> None:
         ({"flush_timeout_s": -1}, "flush_timeout_s", ValueError),
         ({"fields": ["x"]}, "fields", TypeError),
         ({"secrets": "single-string"}, "secrets", TypeError),
+        ({"secrets": 12345678}, "secrets", TypeError),
+        ({"config": 5}, "config", TypeError),
+        ({"sinks": "x"}, "sinks", TypeError),
+        ({"sinks": [object()]}, "sinks", TypeError),
+        ({"loki_url": "http://127.0.0.1:9", "loki_password": 1234}, "loki_password", TypeError),
+        (
+            {"loki_url": "http://127.0.0.1:9", "loki_bearer_token": 5},
+            "loki_bearer_token",
+            TypeError,
+        ),
+        (
+            {"loki_url": "http://127.0.0.1:9", "loki_options": {"spool_dir": 5}},
+            "spool_dir",
+            TypeError,
+        ),
+        ({"sipe_url": "127.0.0.1:9", "sipe_options": {"spool_dir": []}}, "spool_dir", TypeError),
+        ({"cloudwatch": True, "cloudwatch_options": {"spool_dir": 5}}, "spool_dir", TypeError),
+        (
+            {"loki_url": "http://127.0.0.1:9", "loki_options": {"max_batch_bytes": "big"}},
+            "max_batch_bytes",
+            TypeError,
+        ),
+        (
+            {"sipe_url": "127.0.0.1:9", "sipe_options": {"retry_start_s": 60.0}},
+            "retry_start_s",
+            ValueError,
+        ),
     ],
 )
 def test_bad_configuration_raises_naming_the_parameter(

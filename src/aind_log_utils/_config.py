@@ -82,6 +82,8 @@ def load_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         ValueError: the file is missing, unreadable, not TOML/YAML, or not a
             table of options (the message names ``config``).
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"config: expected a path, got {type(path).__name__}")
     file = Path(path)
     try:
         text = file.read_text(encoding="utf-8")

@@ -72,6 +72,23 @@ def _parse_level(value: object) -> int:
     raise TypeError(f"level: expected a level name or number, got {type(value).__name__}")
 
 
+def _check_sinks(sinks: object) -> list[Sink]:
+    """The extra sinks, each with ``name``, ``handle_event``, ``flush`` and ``close``.
+
+    Raises:
+        TypeError: ``sinks`` is not a list of such objects (the message names it).
+    """
+    if isinstance(sinks, (str, bytes)) or not isinstance(sinks, Iterable):
+        raise TypeError(f"sinks: expected a list of sinks, got {type(sinks).__name__}")
+    checked = list(sinks)
+    for sink in checked:
+        if not isinstance(sink, Sink):
+            raise TypeError(
+                f"sinks: {type(sink).__name__} is not a sink (name, handle_event, flush, close)"
+            )
+    return checked
+
+
 def _parse_console(value: object) -> str | None:
     if value is None or value is True:
         return "auto"
@@ -367,8 +384,8 @@ def setup_logging(
     if isinstance(sigterm, str):
         sigterm = parse_bool("handle_sigterm", sigterm)
     if secrets is not None:
-        if isinstance(secrets, (str, bytes)):
-            raise TypeError("secrets: expected a list of values, got a single string")
+        if isinstance(secrets, (str, bytes)) or not isinstance(secrets, Iterable):
+            raise TypeError(f"secrets: expected a list of values, got {type(secrets).__name__}")
         _redact.register_secret(*secrets)
 
     built: list[Sink] = []
@@ -380,7 +397,7 @@ def setup_logging(
             built.append(JsonlFileSink(path))
         net_options = {k: merged[k] for k in NETWORK_OPTIONS if merged.get(k) is not None}
         built.extend(build_network_sinks(net_options, program=program, fields=static))
-        built.extend(sinks)
+        built.extend(_check_sinks(sinks))
     except BaseException:
         for sink in built:
             sink.close(0)

@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .._delivery import DeliveryEngine
+from .._delivery._params import path_param
 from .._sink import EngineSink, SinkHandler
 from ._encode import (
     MAX_BATCH_EVENTS,
@@ -205,10 +206,8 @@ class CloudWatchSink(EngineSink):
                 NO_BOTO3, "boto3 is not installed (pip install 'aind-log-utils[cloudwatch]')"
             )
             engine_options["replay_on_start"] = False  # keep the spool for a process with boto3
-        self.spool_dir = (
-            Path(spool_dir)
-            if spool_dir is not None
-            else cloudwatch_spool_dir(self.log_group, self.log_stream, region, self.endpoint_url)
+        self.spool_dir = path_param("spool_dir", spool_dir) or cloudwatch_spool_dir(
+            self.log_group, self.log_stream, region, self.endpoint_url
         )
         self.engine = DeliveryEngine(
             "cloudwatch",

@@ -131,7 +131,12 @@ class DeliveryEngine(EngineWorker):
         self._batch_wait_s = float_param("batch_wait_s", options["batch_wait_s"], 0)
         self._retry_start_s = float_param("retry_start_s", options["retry_start_s"], 0, strict=True)
         self._retry_factor = float_param("retry_factor", options["retry_factor"], 1)
-        self._retry_max_s = float_param("retry_max_s", options["retry_max_s"], self._retry_start_s)
+        self._retry_max_s = float_param("retry_max_s", options["retry_max_s"], 0)
+        if self._retry_max_s < self._retry_start_s:
+            raise ValueError(
+                f"retry_max_s must be >= retry_start_s ({self._retry_start_s!r}), "
+                f"got {self._retry_max_s!r}"
+            )
         self._timeout_s = float_param("timeout_s", options["timeout_s"], 0, strict=True)
         self._flush_timeout_s = float_param("flush_timeout_s", options["flush_timeout_s"], 0)
         min_spool = len(_spool.MAGIC) + _spool.FRAME_OVERHEAD + 1

@@ -12,7 +12,14 @@ import os
 import re
 from pathlib import Path
 
-__all__ = ["check_engine_args", "default_spool_dir", "float_param", "int_param", "transport_limit"]
+__all__ = [
+    "check_engine_args",
+    "default_spool_dir",
+    "float_param",
+    "int_param",
+    "path_param",
+    "transport_limit",
+]
 
 
 def check_engine_args(
@@ -44,6 +51,19 @@ def check_engine_args(
             raise TypeError(f"{flag_name} must be a bool, got {type(flag).__name__}")
     if spool_dir is not None and not isinstance(spool_dir, (str, os.PathLike)):
         raise TypeError(f"spool_dir must be a str, a path or None, got {type(spool_dir).__name__}")
+
+
+def path_param(name: str, value: object) -> Path | None:
+    """Return ``value`` as a path (None stays None).
+
+    Raises:
+        TypeError: ``value`` is neither a str, a path nor None (the message names it).
+    """
+    if value is None:
+        return None
+    if not isinstance(value, (str, os.PathLike)):
+        raise TypeError(f"{name}: expected a str, a path or None, got {type(value).__name__}")
+    return Path(value)
 
 
 def int_param(name: str, value: object, minimum: int) -> int:

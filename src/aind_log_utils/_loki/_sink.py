@@ -13,6 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 
+from .._delivery._params import int_param, path_param
 from .._render_values import make_encodable
 from .._sink import EngineSink, SinkHandler
 from ._encode import (
@@ -171,6 +172,13 @@ class LokiSink(EngineSink):
         self.max_line_bytes = max_line_bytes
         auth = (username, password or "") if username else url_auth
         headers: dict[str, str] = {}
+        credentials = (
+            ("loki_tenant_id", tenant_id), ("loki_username", username),
+            ("loki_password", password), ("loki_bearer_token", bearer_token),
+        )  # fmt: skip
+        for param, value in credentials:
+            if value is not None and not isinstance(value, str):
+                raise TypeError(f"{param}: expected a str, got {type(value).__name__}")
         for param, value in (("loki_tenant_id", tenant_id), ("loki_bearer_token", bearer_token)):
             if value and not str(value).isprintable():
                 raise ValueError(f"{param}: holds a control character (CR, LF, ...)")
@@ -187,7 +195,7 @@ class LokiSink(EngineSink):
             from .._redact import register_secret
 
             register_secret(*[s for s in secrets if len(s) >= 4])
-        max_batch = int(engine_options.pop("max_batch_bytes", 1024 * 1024))
+        max_batch = int_param("max_batch_bytes", engine_options.pop("max_batch_bytes", 1 << 20), 1)
         if max_batch > 4 * 1024 * 1024 - 64 * 1024:
             raise ValueError("max_batch_bytes: must stay well under Loki's 4 MiB push limit")
         self._transport: LokiTransport = LokiTransport(
@@ -199,8 +207,8 @@ class LokiSink(EngineSink):
             structured_metadata=structured_metadata,
         )
         self.structured_metadata = structured_metadata
-        self.spool_dir = (
-            Path(spool_dir) if spool_dir is not None else loki_spool_dir(self.push_url, tenant_id)
+        self.spool_dir = path_param("spool_dir", spool_dir) or loki_spool_dir(
+            self.push_url, tenant_id
         )
         self._start_delivery(
             self._transport,

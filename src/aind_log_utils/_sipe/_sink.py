@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from .._delivery._params import path_param
 from .._sink import EngineSink, SinkHandler
 from ._encode import (
     PACKED_MARK,
@@ -189,9 +190,7 @@ class SipeSink(EngineSink):
         self._origin = orjson.dumps(
             [self._encoder.program, self._encoder.rig_name_env, self._encoder.comp_id_env]
         )
-        self.spool_dir = (
-            Path(spool_dir) if spool_dir is not None else sipe_spool_dir(self.host, self.port)
-        )
+        self.spool_dir = path_param("spool_dir", spool_dir) or sipe_spool_dir(self.host, self.port)
         spec_kwargs = {
             "program": program,
             # the sender must stamp the same session id on the start and stop lines
