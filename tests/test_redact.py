@@ -149,6 +149,8 @@ def test_common_patterns(text: str, leak: str) -> None:
         # Bare after "=": up to a space or one of ,;& (a query string, a k=v list).
         ("GET /x?token=abcdef&page=2", "abcdef", "&page=2"),
         ("user=bob, password=hunter22, host=db", "hunter22", ", host=db"),
+        # A bare value after a quoted key ends at a comma, a bracket or the quote.
+        ('{"api_key": 12345678, "user": "bob"}', "12345678", ', "user": "bob"}'),
         # A pair inside a quoted string ends at that string's quote.
         ('curl -H "Authorization: Basic dXNlcjpwYXNz" https://x/y', "dXNlcjpw", "https://x/y"),
         # The value after a secret-looking command-line option.

@@ -178,8 +178,12 @@ def _scrub_key_values(text: str) -> str:
         )
         start_key = max(start_key, end_key - 64)
         if start_key < end_key and is_secret_key(text[start_key:end_key]):
-            # A pair inside a quoted string ("Authorization: Bearer x" ...) ends there.
-            enclosing = text[start_key] if text[start_key] in _QUOTES else ""
+            # A quoted key ({"api_key": 1}) or a pair inside a quoted string
+            # ("Authorization: Bearer x" ...): that quote bounds a bare value.
+            if end_key < pos and text[end_key] in _QUOTES:
+                enclosing = text[end_key]
+            else:
+                enclosing = text[start_key] if text[start_key] in _QUOTES else ""
             start_value, end_value = _value_span(text, pos + 1, enclosing)
             if end_value > start_value:
                 parts.append(text[done:start_value])
@@ -199,13 +203,16 @@ def _value_span(text: str, start: int, enclosing: str = "") -> tuple[int, int]:
     ``=`` (``a=1&token=x``, ``k=v, k2=v2``): up to a space or one of ``'",;&}]``.
     Bare after ``:`` (YAML, ``key: value`` lines): to the end of the line, as
     YAML reads it, so ``password: two words`` or ``password: P,ssw0rd!`` is masked
-    whole; or to the ``enclosing`` quote, the one the key opened with
-    (``-H "Authorization: Basic x" url``). A bare value shorter than
+    whole; or, when the key opened with a quote (``{"api_key": 123456}``,
+    ``-H "Authorization: Basic x" url``), up to that quote or one of ``,}]``. A
+    bare value shorter than
     :data:`_MIN_BARE` is left (``auth: ok``).
     """
     ends = _BARE_END_EQUALS
     if text[start - 1] == ":":
-        ends = _BARE_END_COLON | {enclosing} if enclosing else _BARE_END_COLON
+        # A quoted key (JSON, a dict's repr) or a pair in a quoted string: its quote
+        # ends the value, and so do the separators of the structure around it.
+        ends = _BARE_END_COLON | {enclosing, ",", "}", "]"} if enclosing else _BARE_END_COLON
     size = len(text)
     while start < size and text[start] in " \t":
         start += 1
