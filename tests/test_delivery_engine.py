@@ -706,6 +706,24 @@ def test_sigkilled_process_spilled_records_survive(
     assert transport.delivered == [f"child-{i:06d}".encode() for i in range(10, 200)]
 
 
+def test_a_queue_overflow_is_on_disk_within_the_spool_write_time(
+    make_engine: Callable[..., DeliveryEngine], tmp_path: Path
+) -> None:
+    # The worker waits out a batch (60 s) when the queue overflows into the spool:
+    # the overflow must still reach the disk within SPOOL_WRITE_S (0.1 s), where a
+    # SIGKILL cannot take it, not when the batch wait ends.
+    engine = make_engine(RecordingTransport(Switch(False)), max_queue_records=2, batch_wait_s=60)
+    engine.submit(b"queued-0")
+    poll(lambda: len(engine._work._waiters) == 1, timeout=5)  # type: ignore[attr-defined]
+    for i in range(1, 6):
+        engine.submit(f"item-{i}".encode())  # one more fits the queue, four overflow
+    spool_dir = tmp_path / "spool"
+    poll(lambda: sum(len(_read(p)) for p in segments(spool_dir)) == 4, timeout=2)
+    assert [item for p in segments(spool_dir) for item in _read(p)] == [
+        f"item-{i}".encode() for i in range(2, 6)
+    ]
+
+
 FAILING_DISK_CHILD = r"""
 import json, os, resource, signal, sys
 from aind_log_utils._delivery import DeliveryEngine, SendResult

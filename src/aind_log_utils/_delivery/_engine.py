@@ -267,7 +267,11 @@ class DeliveryEngine(EngineWorker):
             ):
                 self._work.notify()  # a full batch: do not wait for the timer
         else:
-            self._spilling = self._spool_enabled
+            if self._spool_enabled and not self._spilling:
+                self._spilling = True
+                # The worker may be waiting out a batch (up to batch_wait_s): woken,
+                # it waits at most SPOOL_WRITE_S while spilling, and writes the spool.
+                self._work.notify()
             self._spool_or_drop(item, self._seq, "queue_full")
 
     @property
