@@ -388,6 +388,7 @@ def setup_logging(
             raise TypeError(f"secrets: expected a list of values, got {type(secrets).__name__}")
         _redact.register_secret(*secrets)
 
+    extra_sinks = _check_sinks(sinks)  # before any sink (or sender process) is started
     built: list[Sink] = []
     try:
         if console_mode is not None:
@@ -397,7 +398,7 @@ def setup_logging(
             built.append(JsonlFileSink(path))
         net_options = {k: merged[k] for k in NETWORK_OPTIONS if merged.get(k) is not None}
         built.extend(build_network_sinks(net_options, program=program, fields=static))
-        built.extend(_check_sinks(sinks))
+        built.extend(extra_sinks)
     except BaseException:
         for sink in built:
             sink.close(0)
