@@ -242,3 +242,18 @@ def test_numpy_values() -> None:
 def test_keys_matched_case_insensitively_are_scanned(key: str) -> None:
     # The quick word test before the scan folds case as the key pattern does.
     assert redact_text(f"{key}: abcdef12") == f"{key}: {MASK}"
+
+
+def test_a_secret_keyed_value_formatted_by_name_into_the_message_is_masked() -> None:
+    import logging
+
+    from aind_log_utils._render import Renderer
+
+    record = logging.LogRecord(
+        "x", logging.INFO, __file__, 1, "db %(user)s:%(password)s at %(n)d", None, None
+    )
+    record.args = {"user": "bob", "password": "hunter22", "n": 3}
+    event, line = Renderer().render(record)
+    assert event["message"] == f"db bob:{MASK} at 3"
+    assert b"hunter22" not in line
+    assert record.args["password"] == "hunter22"  # the record itself is left as it was

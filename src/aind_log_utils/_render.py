@@ -36,6 +36,7 @@ from ._render_values import (
     format_exception,
     format_timestamp,
     make_encodable,
+    mask_secret_args,
     message_of,
     out_key,
     value_caches,
@@ -198,6 +199,8 @@ class Renderer:
                 message = msg
             else:
                 try:  # LogRecord.getMessage() for a str, without its two calls
+                    if type(args) is not tuple and isinstance(args, Mapping):
+                        args = mask_secret_args(args)  # "%(password)s": by its key
                     message = msg % args
                 except Exception:
                     message = message_of(record)  # says the formatting failed

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 import traceback
+from collections.abc import Mapping
 from typing import Any
 
 from . import _redact
@@ -26,6 +27,7 @@ __all__ = [
     "format_timestamp",
     "int_text",
     "make_encodable",
+    "mask_secret_args",
     "message_of",
     "out_key",
     "value_caches",
@@ -127,6 +129,18 @@ def out_key(key: Any) -> tuple[str, bool]:
     if name in PROTECTED:
         name = f"extra_{name}"
     return name, secret
+
+
+def mask_secret_args(args: Mapping[Any, Any]) -> Mapping[Any, Any]:
+    """The mapping of a ``%(name)s`` message, with secret-looking keys' values masked.
+
+    ``"db %(user)s:%(password)s"`` puts the bare value in the text, where no key
+    is left to recognise it by: it is masked before formatting instead.
+    """
+    secret = _redact.is_secret_key
+    if not any(type(key) is str and secret(key) for key in args):
+        return args
+    return {k: _redact.MASK if type(k) is str and secret(k) else v for k, v in args.items()}
 
 
 def message_of(record: logging.LogRecord) -> str:
