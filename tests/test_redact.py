@@ -257,3 +257,10 @@ def test_a_secret_keyed_value_formatted_by_name_into_the_message_is_masked() -> 
     assert event["message"] == f"db bob:{MASK} at 3"
     assert b"hunter22" not in line
     assert record.args["password"] == "hunter22"  # the record itself is left as it was
+
+
+def test_the_value_after_a_secret_option_in_a_command_list_is_masked() -> None:
+    cmd = ["tool", "--api-key", "abcd1234", "--db-password=pw-123456", "-v", "--token", "-x"]
+    assert redact({"args": cmd}) == {
+        "args": ["tool", "--api-key", MASK, f"--db-password={MASK}", "-v", "--token", "-x"]
+    }

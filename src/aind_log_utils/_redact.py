@@ -31,7 +31,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import PurePath
 from typing import Any
 
-from ._scrub import MASK, is_secret_key, scrub_patterns
+from ._scrub import MASK, is_secret_key, is_secret_option, scrub_patterns
 
 __all__ = [
     "MASK",
@@ -237,10 +237,16 @@ def _redact_mapping(
 
 def _redact_sequence(items: Iterable[Any], size: int, depth: int, seen: set[int]) -> list[Any]:
     out: list[Any] = []
+    after_flag = False  # the item follows a secret-looking option: a command's argv
     for index, item in enumerate(items):
         if index >= MAX_ITEMS:
             out.append(f"<{size - MAX_ITEMS} more items>")
             break
+        if after_flag and type(item) is str and not item.startswith("-"):
+            out.append(MASK)  # ["tool", "--password", "x"]: the "x"
+            after_flag = False
+            continue
+        after_flag = type(item) is str and is_secret_option(item)
         out.append(_redact(item, depth + 1, seen))
     return out
 

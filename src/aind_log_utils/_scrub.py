@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["MASK", "is_secret_key", "scrub_patterns"]
+__all__ = ["MASK", "is_secret_key", "is_secret_option", "scrub_patterns"]
 
 #: What replaces a secret.
 MASK = "**********"
@@ -72,6 +72,14 @@ def is_secret_key(key: str) -> bool:
         if len(_key_cache) < 4096:
             _key_cache[key] = cached
     return cached
+
+
+def is_secret_option(arg: str) -> bool:
+    """True for a command-line option naming a secret whose value comes next.
+
+    ``--password``, ``--api-key`` (not ``--password=x``, which holds its value).
+    """
+    return arg.startswith("--") and "=" not in arg and is_secret_key(arg[2:])
 
 
 def scrub_patterns(text: str) -> str:
