@@ -115,6 +115,18 @@ def test_register_secret_refuses_short_and_wrong_types() -> None:
         ("key AKIAIOSFODNN7EXAMPLE used", "AKIAIOSFODNN7EXAMPLE"),
         ("aws_secret_access_key=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "wJalrXUtnFEMI"),
         ("password=topsecret123", "topsecret123"),
+        (
+            "session eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjMifQ.c2lnbmF0dXJlLXNpZ24 expired",
+            "eyJzdWIiOiIxMjMifQ",
+        ),
+        ("git clone https://ghp_0123456789abcdefghijABCDEFGHIJ@github.com/x", "ghp_0123"),
+        ("pushing with github_pat_11ABCDEFG0123456789_abcdefghijkl", "11ABCDEFG"),
+        ("slack xoxb-1234567890-abcdefghij posted", "xoxb-1234567890"),
+        (
+            "key -----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA\n-----END RSA PRIVATE KEY----- end",
+            "MIIEowIBAAKCAQEA",
+        ),
+        ("-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXk (cut)", "b3BlbnNzaC1rZXk"),
     ],
 )
 def test_common_patterns(text: str, leak: str) -> None:

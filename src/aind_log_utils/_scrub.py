@@ -2,7 +2,8 @@
 
 :func:`scrub_patterns` masks, in any string (a message, a traceback, a repr):
 
-* URL userinfo (``scheme://user:pass@``), bearer/basic tokens, AWS access key ids;
+* URL userinfo (``scheme://user:pass@``), bearer/basic tokens, AWS access key ids,
+  JSON web tokens, GitHub and Slack tokens, PEM private key blocks;
 * the value after a secret-looking command-line option (``--password x``, and
   ``['--token', 'x']`` as a command's list repr shows it);
 * the value of every ``key=value`` / ``key: value`` whose key looks secret
@@ -43,6 +44,16 @@ _USERINFO_RE = re.compile(r"(?P<pre>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s:/@]+:)[^\s/
 _AUTH_RE = re.compile(r"(?P<pre>\b(?:[Bb]earer|[Bb]asic|[Tt]oken)\s+)[A-Za-z0-9\-._~+/]{8,}=*")
 # No leading \b: a literal first character lets the regex engine skip ahead fast.
 _AWS_KEY_RE = re.compile(r"A(?:KIA|SIA|GPA|IDA|ROA|NPA|NVA|IPA)[A-Z0-9]{16}(?![A-Z0-9])")
+#: A JSON web token: base64url header and payload (each JSON, so "eyJ"), signature.
+_JWT_RE = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
+#: GitHub's tokens (ghp_, gho_, ghu_, ghs_, ghr_, github_pat_) and Slack's (xox?-).
+_VENDOR_TOKEN_RE = re.compile(
+    r"\b(?:gh[pousr]_[A-Za-z0-9]{20,}|github_pat_\w{20,}|xox[abprs]-[\w-]{10,})"
+)
+#: A PEM private key, its whole block (an unfinished one to the end of the text).
+_PEM_KEY_RE = re.compile(
+    r"-----BEGIN ([A-Z0-9 ]*PRIVATE KEY)-----.*?(?:-----END \1-----|\Z)", re.DOTALL
+)
 _QUOTES_SPACE = " \t'\""
 #: Where a bare (unquoted) value ends, after ``=`` and after ``:``.
 _BARE_END_EQUALS = frozenset(" \t\r\n'\",;&}]")
@@ -97,6 +108,12 @@ def scrub_patterns(text: str) -> str:
         text = _AUTH_RE.sub(r"\g<pre>" + MASK, text)
     if "A" in text:
         text = _AWS_KEY_RE.sub(MASK, text)
+    if "eyJ" in text:
+        text = _JWT_RE.sub(MASK, text)
+    if ("_" in text and "gh" in text and _has_github_prefix(text)) or "xox" in text:
+        text = _VENDOR_TOKEN_RE.sub(MASK, text)
+    if "PRIVATE KEY-----" in text:
+        text = _PEM_KEY_RE.sub(MASK, text)
     pairs = "=" in text or ":" in text
     flags = "--" in text
     if (pairs or flags) and _may_name_a_secret(text):
@@ -105,6 +122,14 @@ def scrub_patterns(text: str) -> str:
         if flags:
             text = _scrub_flags(text)
     return text
+
+
+def _has_github_prefix(text: str) -> bool:
+    # The regex costs ~0.9 us on any text with a "gh" (thought, high): test first.
+    return (
+        "ghp_" in text or "gho_" in text or "ghu_" in text or "ghs_" in text
+        or "ghr_" in text or "github_pat_" in text
+    )  # fmt: skip
 
 
 def _may_name_a_secret(text: str) -> bool:
