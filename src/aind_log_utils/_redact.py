@@ -9,9 +9,11 @@ Secrets are masked wherever they are found, before any sink sees a record:
 * secret values registered with :func:`register_secret` (or ``setup_logging(secrets=...)``)
   wherever they appear inside a string;
 * inside any string, the shapes credentials take (:mod:`aind_log_utils._scrub`): URL
-  userinfo (``scheme://user:pass@``), bearer tokens, AWS access key ids, and the
-  value of a ``key=value`` / ``key: value`` whose key looks secret (a quoted value
-  to its closing quote, as a dict's ``repr`` or JSON writes it).
+  userinfo (``scheme://user:pass@``), bearer tokens, AWS access key ids, JSON web
+  tokens, GitHub and Slack tokens, PEM private keys, the value of a ``key=value`` /
+  ``key: value`` whose key looks secret (a quoted value to its closing quote, as a
+  dict's ``repr`` or JSON writes it) and the value after a ``--secret-option``;
+* in a list, the item after a secret-looking ``--option`` (a command's argv).
 
 Containers are walked boundedly: cycles, deep nesting, huge containers and objects
 whose ``__repr__`` raises are all rendered safely, and never raise.
