@@ -181,7 +181,17 @@ def test_secret_key_values_in_text_are_masked_whole(text: str, leak: str, kept: 
 
 
 @pytest.mark.parametrize(
-    "text", ["token=5 tests", "auth: ok", "at 12:30:45 token=", "tokens=12", "author: Ada Lovelace"]
+    "text",
+    [
+        "token=5 tests",
+        "auth: ok",
+        "at 12:30:45 token=",
+        "tokens=12",
+        "author: Ada Lovelace",
+        # An exception's message is not a secret under its class name.
+        "botocore.exceptions.NoCredentialsError: Unable to locate credentials",
+        "google.auth.exceptions.RefreshError: the token has expired",
+    ],
 )
 def test_short_bare_values_and_ordinary_text_are_kept(text: str) -> None:
     assert redact_text(text) == text

@@ -54,6 +54,9 @@ _VENDOR_TOKEN_RE = re.compile(
 _PEM_KEY_RE = re.compile(
     r"-----BEGIN ([A-Z0-9 ]*PRIVATE KEY)-----.*?(?:-----END \1-----|\Z)", re.DOTALL
 )
+#: What an exception's class name ends with: ``NoCredentialsError: Unable to ...``
+#: is an error's message, not a secret under a key.
+_NOT_A_KEY = ("Error", "Exception", "Warning")
 _QUOTES_SPACE = " \t'\""
 #: Where a bare (unquoted) value ends, after ``=`` and after ``:``.
 _BARE_END_EQUALS = frozenset(" \t\r\n'\",;&}]")
@@ -210,7 +213,8 @@ def _scrub_key_values(text: str) -> str:
             max(text.rfind(" ", done, end_key), text.rfind(",", done, end_key), done - 1) + 1
         )
         start_key = max(start_key, end_key - 64)
-        if start_key < end_key and is_secret_key(text[start_key:end_key]):
+        key = text[start_key:end_key]
+        if start_key < end_key and is_secret_key(key) and not key.endswith(_NOT_A_KEY):
             # A quoted key ({"api_key": 1}) or a pair inside a quoted string
             # ("Authorization: Bearer x" ...): that quote bounds a bare value.
             if end_key < pos and text[end_key] in _QUOTES:
