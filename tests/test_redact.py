@@ -74,6 +74,15 @@ def test_secrets_inside_pydantic_models_v1_and_v2_and_dataclasses() -> None:
         "credentials",
         "aws_secret_access_key",
         "private_key",
+        "pass",
+        "db_pass",
+        "dbPass",
+        "passwd",
+        "passphrase",
+        "auth",
+        "x-auth",
+        "oauth",
+        "basic_auth",
     ],
 )
 def test_secret_looking_keys_any_case(key: str) -> None:
@@ -81,10 +90,20 @@ def test_secret_looking_keys_any_case(key: str) -> None:
     assert redact({key: "value"}) == {key: MASK}
 
 
-@pytest.mark.parametrize("key", ["subject_id", "camera", "message", "tokens", "author", "status"])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "subject_id", "camera", "message", "tokens", "author", "status",
+        # An electrophysiology pipeline's filters and counts are not passwords.
+        "bandpass", "highpass", "lowpass", "high_pass_hz", "band_pass", "passband",
+        "n_passes", "passed", "passing_score", "bypass", "compass", "passive",
+        "authority", "authentication_method",
+    ],
+)  # fmt: skip
 def test_ordinary_keys_are_kept(key: str) -> None:
     assert not is_secret_key(key)
     assert redact({key: "value"}) == {key: "value"}
+    assert redact_text(f"{key}: 300-6000 Hz") == f"{key}: 300-6000 Hz"
 
 
 def test_secret_keys_at_any_depth() -> None:

@@ -27,7 +27,13 @@ __all__ = ["MASK", "is_secret_key", "is_secret_option", "scrub_patterns"]
 MASK = "**********"
 
 _SECRET_KEY_RE = re.compile(
-    r"pass(word|wd|phrase)?|pwd|secret|token|api[-_]?key|apikey|auth(orization)?|"
+    # "pass" alone, but not a filter's (bandpass, high_pass_hz, passband) nor a
+    # count or a word (n_passes, passed, bypass, compass, passive, surpass).
+    r"(?<!high)(?<!low)(?<!band)(?<!by)(?<!com)(?<!sur)"
+    r"(?<!high_)(?<!low_)(?<!band_)(?<!high-)(?<!low-)(?<!band-)"
+    r"pass(?!es|ed\b|ing|age|band|ive|through)|"
+    r"pwd|secret|token|api[-_]?key|apikey|"
+    r"(?<![a-z])auth(?!or|ent)|oauth|authorization|"  # not author, authority, authentication
     r"cookie|credential|private[-_]?key|session[-_]?key|access[-_]?key|signature|"
     r"client[-_]?secret|bearer",
     re.IGNORECASE,
