@@ -71,6 +71,8 @@ def test_secrets_inside_pydantic_models_v1_and_v2_and_dataclasses() -> None:
         "cookie",
         "secret",
         "client_secret",
+        "secret_key",
+        "SECRETS",
         "credentials",
         "aws_secret_access_key",
         "private_key",
@@ -97,7 +99,7 @@ def test_secret_looking_keys_any_case(key: str) -> None:
         # An electrophysiology pipeline's filters and counts are not passwords.
         "bandpass", "highpass", "lowpass", "high_pass_hz", "band_pass", "passband",
         "n_passes", "passed", "passing_score", "bypass", "compass", "passive",
-        "authority", "authentication_method",
+        "authority", "authentication_method", "insulin_secretion", "secretory_cells",
     ],
 )  # fmt: skip
 def test_ordinary_keys_are_kept(key: str) -> None:

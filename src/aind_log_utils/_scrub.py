@@ -32,7 +32,7 @@ _SECRET_KEY_RE = re.compile(
     r"(?<!high)(?<!low)(?<!band)(?<!by)(?<!com)(?<!sur)"
     r"(?<!high_)(?<!low_)(?<!band_)(?<!high-)(?<!low-)(?<!band-)"
     r"pass(?!es|ed\b|ing|age|band|ive|through)|"
-    r"pwd|secret|token|api[-_]?key|apikey|"
+    r"pwd|secret(?!ion|ory|ary|ed\b)|token|api[-_]?key|apikey|"  # not secretion, secretory
     r"(?<![a-z])auth(?!or|ent)|oauth|authorization|"  # not author, authority, authentication
     r"cookie|credential|private[-_]?key|session[-_]?key|access[-_]?key|signature|"
     r"client[-_]?secret|bearer",
