@@ -12,8 +12,8 @@ import pytest
 import aind_log_utils
 from aind_log_utils import log as log_module
 from aind_log_utils import setup_logging
+from aind_log_utils._args import resolve_log_file
 from aind_log_utils._redact import MASK
-from aind_log_utils._setup import _resolve_log_file
 from aind_log_utils.testing import read_jsonl
 
 ACQ = "123456_2026-01-01_23-00-00"
@@ -198,7 +198,8 @@ def test_static_fields_and_their_validation(tmp_path: Path) -> None:
         ({"acquisition_name": "bad"}, "acquisition_name", ValueError),
         ({"acquisition_name": ACQ, "subject_id": "999999"}, "subject_id", ValueError),
         ({"subject_id": "123456", "specimen_id": "999_001"}, "specimen_id", ValueError),
-        ({"level": "LOUD"}, "level", ValueError),
+        ({"level": "LOUD"}, "^level: unknown level", ValueError),
+        ({"sipe_url": "127.0.0.1:9", "sipe_level": "LOUD"}, "^sipe_level: unknown", ValueError),
         ({"level": True}, "level", TypeError),
         ({"console": "colourful"}, "console", ValueError),
         ({"log_file": 12}, "log_file", TypeError),
@@ -262,13 +263,13 @@ def test_failed_setup_keeps_previous_session(tmp_path: Path) -> None:
 
 
 def test_default_log_file_places(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert _resolve_log_file(None, "cap") is None
+    assert resolve_log_file(None, "cap") is None
     monkeypatch.setenv("CO_CAPSULE_ID", "abc")
-    assert _resolve_log_file(None, "cap") == Path("/results/logs/cap.jsonl")
+    assert resolve_log_file(None, "cap") == Path("/results/logs/cap.jsonl")
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
-    path = _resolve_log_file(True, "cap")
+    path = resolve_log_file(True, "cap")
     assert path is not None and path.name == "cap.jsonl" and str(path).startswith(str(tmp_path))
-    assert _resolve_log_file(False, "cap") is None
+    assert resolve_log_file(False, "cap") is None
 
 
 def test_log_file_true_writes_to_user_log_dir(

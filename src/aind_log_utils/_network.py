@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ._args import in_code_ocean
 from ._config import parse_bool
 from ._sink import Sink
 
@@ -77,18 +78,12 @@ def _options(value: Any, name: str = "loki_options") -> dict[str, Any]:
     return dict(value)
 
 
-def _in_code_ocean() -> bool:
-    import os
-
-    return bool(os.environ.get("CO_CAPSULE_ID") or os.environ.get("CO_COMPUTATION_ID"))
-
-
 def _cloudwatch_wanted(value: Any) -> bool:
     """``cloudwatch``: True/False, or None for 0.2.x's default (on inside Code Ocean with boto3)."""
     if isinstance(value, str):
         value = parse_bool("cloudwatch", value)
     if value is None:
-        if not _in_code_ocean():
+        if not in_code_ocean():
             return False
         import importlib.util
 

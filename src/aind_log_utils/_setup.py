@@ -7,10 +7,10 @@ import logging
 import os
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import Any, TextIO
 
 from . import _redact
+from ._args import check_sinks, parse_console, parse_level, resolve_log_file
 from ._config import env_values, load_config_file, parse_bool
 from ._console import ConsoleSink
 from ._dispatch import DispatchHandler
@@ -49,93 +49,6 @@ _CONFIG_OPTIONS = frozenset(
         "flush_timeout_s",
     }
 )
-
-
-def _parse_level(value: object) -> int:
-    if isinstance(value, bool):
-        raise TypeError(f"level: expected a level name or number, got {value!r}")
-    if isinstance(value, int):
-        if value < 0:
-            raise ValueError(f"level: must not be negative, got {value}")
-        return value
-    if isinstance(value, str):
-        name = value.strip().upper()
-        if name.isdigit():
-            return int(name)
-        if name == "WARN":
-            name = "WARNING"
-        candidate = logging.getLevelName(name)  # the number for a registered name
-        number = candidate if isinstance(candidate, int) else None
-        if number is None:
-            raise ValueError(f"level: unknown level {value!r}")
-        return number
-    raise TypeError(f"level: expected a level name or number, got {type(value).__name__}")
-
-
-def _check_sinks(sinks: object) -> list[Sink]:
-    """The extra sinks, each with ``name``, ``handle_event``, ``flush`` and ``close``.
-
-    Raises:
-        TypeError: ``sinks`` is not a list of such objects (the message names it).
-    """
-    if isinstance(sinks, (str, bytes)) or not isinstance(sinks, Iterable):
-        raise TypeError(f"sinks: expected a list of sinks, got {type(sinks).__name__}")
-    checked = list(sinks)
-    for sink in checked:
-        if not isinstance(sink, Sink):
-            raise TypeError(
-                f"sinks: {type(sink).__name__} is not a sink (name, handle_event, flush, close)"
-            )
-    return checked
-
-
-def _parse_console(value: object) -> str | None:
-    if value is None or value is True:
-        return "auto"
-    if value is False:
-        return None
-    if isinstance(value, str):
-        lowered = value.strip().lower()
-        if lowered in ("auto", "json", "text"):
-            return lowered
-        if lowered in ("1", "true", "yes", "on"):
-            return "auto"
-        if lowered in ("0", "false", "no", "off", "none"):
-            return None
-    raise ValueError(f"console: expected True, False, 'json' or 'text', got {value!r}")
-
-
-def _in_code_ocean() -> bool:
-    return bool(os.environ.get("CO_CAPSULE_ID") or os.environ.get("CO_COMPUTATION_ID"))
-
-
-def _default_log_dir() -> Path:
-    import platformdirs
-
-    return Path(platformdirs.user_log_dir("aind-log-utils", appauthor=False))
-
-
-def _resolve_log_file(value: object, program: str) -> Path | None:
-    if isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on"):
-        value = True
-    elif isinstance(value, str) and value.strip().lower() in (
-        "0",
-        "false",
-        "no",
-        "off",
-        "none",
-        "",
-    ):
-        value = False
-    if value is None:
-        return Path("/results/logs") / f"{program}.jsonl" if _in_code_ocean() else None
-    if value is False:
-        return None
-    if value is True:
-        return _default_log_dir() / f"{program}.jsonl"
-    if isinstance(value, (str, os.PathLike)):
-        return Path(os.fspath(value)).expanduser()
-    raise TypeError(f"log_file: expected a path, True or False, got {type(value).__name__}")
 
 
 def _caller_module() -> str | None:
@@ -369,8 +282,8 @@ def setup_logging(
     static = {**std_fields, **{str(k): v for k, v in extra_static.items()}}
     program = program_name(std_fields.get("process_name"), std_fields.get("software_name"))
 
-    level_no = _parse_level(merged.get("level", logging.INFO))
-    console_mode = _parse_console(merged.get("console"))
+    level_no = parse_level(merged.get("level", logging.INFO))
+    console_mode = parse_console(merged.get("console"))
     timeout = merged.get("flush_timeout_s", 10.0)
     try:
         timeout = float(timeout)
@@ -388,12 +301,12 @@ def setup_logging(
             raise TypeError(f"secrets: expected a list of values, got {type(secrets).__name__}")
         _redact.register_secret(*secrets)
 
-    extra_sinks = _check_sinks(sinks)  # before any sink (or sender process) is started
+    extra_sinks = check_sinks(sinks)  # before any sink (or sender process) is started
     built: list[Sink] = []
     try:
         if console_mode is not None:
             built.append(ConsoleSink(console_mode, console_stream))  # type: ignore[arg-type]
-        path = _resolve_log_file(merged.get("log_file"), program)
+        path = resolve_log_file(merged.get("log_file"), program)
         if path is not None:
             built.append(JsonlFileSink(path))
         net_options = {k: merged[k] for k in NETWORK_OPTIONS if merged.get(k) is not None}

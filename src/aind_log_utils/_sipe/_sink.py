@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from .._args import parse_level
 from .._delivery._params import path_param
 from .._sink import EngineSink, SinkHandler
 from ._encode import (
@@ -102,24 +103,6 @@ def sipe_spool_dir(host: str, port: int) -> Path:
     )
 
 
-def _parse_level(level: int | str) -> int:
-    if isinstance(level, bool):
-        raise TypeError("sipe_level: expected a level name or number, got bool")
-    if isinstance(level, int):
-        if level < 0:
-            raise ValueError(f"sipe_level: must be >= 0, got {level!r}")
-        return level
-    if isinstance(level, str):
-        name = level.strip().upper()
-        if name.isdigit():
-            return int(name)
-        number = logging.getLevelName(name)
-        if isinstance(number, int):
-            return number
-        raise ValueError(f"sipe_level: unknown level {level!r}")
-    raise TypeError(f"sipe_level: expected a level name or number, got {type(level).__name__}")
-
-
 class SipeSink(EngineSink):
     """Send records to the legacy SIPE log server without blocking the caller.
 
@@ -173,7 +156,7 @@ class SipeSink(EngineSink):
     ) -> None:
         self.host, self.port = parse_sipe_url(url)
         #: Records at or above this level always go; below it only with ``weblog``.
-        self.always_level = _parse_level(level)
+        self.always_level = parse_level(level, "sipe_level")
         if fields is not None and not isinstance(fields, Mapping):
             raise TypeError(f"fields: expected a mapping, got {type(fields).__name__}")
         if not isinstance(start_stop_lines, bool):

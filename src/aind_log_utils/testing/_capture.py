@@ -11,8 +11,8 @@ from typing import Any
 
 import orjson
 
+from .._args import parse_level
 from .._render import Renderer
-from .._setup import _parse_level
 
 __all__ = ["CapturedRecords", "capture_logs", "read_jsonl"]
 
@@ -77,7 +77,7 @@ def capture_logs(
     session = active_session()
     renderer = session.handler.renderer if session is not None else Renderer()
     records = CapturedRecords()
-    levelno = _parse_level(level)
+    levelno = parse_level(level)
     handler = _CaptureHandler(renderer, records, levelno)
     previous_level = target.level
     target.addHandler(handler)
