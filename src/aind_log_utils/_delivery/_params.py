@@ -49,8 +49,7 @@ def check_engine_args(
     for flag_name, flag in (("spool", spool), ("replay_on_start", replay_on_start)):
         if not isinstance(flag, bool):
             raise TypeError(f"{flag_name} must be a bool, got {type(flag).__name__}")
-    if spool_dir is not None and not isinstance(spool_dir, (str, os.PathLike)):
-        raise TypeError(f"spool_dir must be a str, a path or None, got {type(spool_dir).__name__}")
+    path_param("spool_dir", spool_dir)
 
 
 def path_param(name: str, value: object) -> Path | None:
@@ -62,7 +61,7 @@ def path_param(name: str, value: object) -> Path | None:
     if value is None:
         return None
     if not isinstance(value, (str, os.PathLike)):
-        raise TypeError(f"{name}: expected a str, a path or None, got {type(value).__name__}")
+        raise TypeError(f"{name} must be a str, a path or None, got {type(value).__name__}")
     return Path(value)
 
 
