@@ -34,7 +34,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeGuard
 
 from .._diagnostics import diagnose
 from . import _spool
@@ -46,6 +46,12 @@ from ._worker import RETRY_AFTER_CAP_S, EngineWorker
 __all__ = ["OPTION_DEFAULTS", "RETRY_AFTER_CAP_S", "DeliveryEngine"]
 
 _MIB = 1024 * 1024
+_BYTES_ONLY = {bytes}
+
+
+def _all_bytes(items: Iterable[object]) -> TypeGuard[list[bytes]]:
+    """True for a non-empty list of bytes: what ``submit_many`` spools as one batch."""
+    return type(items) is list and bool(items) and set(map(type, items)) == _BYTES_ONLY
 
 
 class DeliveryEngine(EngineWorker):
@@ -220,6 +226,9 @@ class DeliveryEngine(EngineWorker):
         """
         try:
             with self._lock:
+                if self._spilling and self._spool_enabled and not self._stop and _all_bytes(items):
+                    self._spool_batch(items)
+                    return
                 for item in items:
                     if type(item) is bytes:
                         self._queue_one(item)

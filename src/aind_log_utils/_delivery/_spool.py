@@ -19,24 +19,19 @@ import os
 import re
 import secrets
 import socket
+from bisect import bisect_left
 from collections import deque
+from itertools import accumulate
 from pathlib import Path
 
 from .._diagnostics import diagnose
 from .._fsync import fsync_path
 from ._claims import FOREIGN_HOST_STALE_S, claim_orphans, live_tokens, split_name
 from ._compress import Compressed, commit, discard
-from ._segment import (
-    FRAME_OVERHEAD,
-    MAGIC,
-    ZMAGIC,
-    SegmentData,
-    SegmentName,
-    SpoolWriter,
-    read_segment,
-)
+from ._segment import FRAME_OVERHEAD, MAGIC, ZMAGIC, SegmentData, SegmentName, read_segment
 from ._transport import describe_error
 from ._usage import SpoolUsage
+from ._writer import PENDING_BYTES, SpoolWriter
 
 __all__ = [
     "COMPRESS_FROM",
@@ -151,6 +146,47 @@ class Spool:
         except OSError as exc:
             self._write_failed(exc)
             return "spool_error"
+
+    def append_many(self, items: list[bytes], seq: int) -> int:
+        """Append records in order as :meth:`append` does each, a segment's worth at a time.
+
+        Stops at the first record that would not fit under the cap, or at a failed
+        write; the caller appends the rest one by one (:meth:`append` says why each
+        one is not taken). Frames gathered past 64 KiB are written before returning.
+
+        Args:
+            items: the records, oldest first.
+            seq: the first one's submission number.
+
+        Returns:
+            How many of ``items`` were taken (records of a gathered write that failed
+            count as taken: the writer counts them in ``lost``).
+        """
+        writer, count = self.writer, len(items)
+        # Frame bytes up to and including each record.
+        ends = list(accumulate(len(item) + FRAME_OVERHEAD for item in items))
+        done, before = 0, 0  # records taken, and their frame bytes
+        try:
+            while done < count:
+                if writer.size >= self.segment_bytes:
+                    path = self.rotate(fsync=False)
+                    if path is not None:
+                        self._unsynced.append(path)
+                # As many as fill the segment, the one that reaches its size included.
+                magic = 0 if writer.path else len(MAGIC)  # a new segment starts with it
+                room = self.segment_bytes - writer.size - magic
+                end = min(count, bisect_left(ends, before + room, done) + 1)
+                need = ends[end - 1] - before + magic
+                if not self._usage.fits(need, self.max_bytes):
+                    return done
+                self._usage.add(writer.append_many(items[done:end], seq + done))
+                done, before = end, ends[end - 1]
+        except OSError as exc:
+            self._write_failed(exc)
+            return done
+        if writer.pending_bytes > PENDING_BYTES:
+            self.write_pending()
+        return done
 
     def write_pending(self) -> bool:
         """Write the frames the writer has gathered; False if that failed (said once).

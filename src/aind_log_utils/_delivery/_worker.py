@@ -22,10 +22,10 @@ from pathlib import Path
 
 from .._diagnostics import diagnose
 from ._compress import compress_segment, discard
-from ._segment import SPOOL_WRITE_S
 from ._spool import sync_files
 from ._state import EngineState
 from ._transport import SendOutcome, SendResult, describe_error
+from ._writer import SPOOL_WRITE_S
 
 __all__ = ["RETRY_AFTER_CAP_S", "EngineWorker"]
 
