@@ -185,6 +185,28 @@ def test_a_secret_keyed_value_in_text_never_leaks(password: str, dump: Any) -> N
     assert out.startswith(text.split(" ", 1)[0])  # what is around it is kept
 
 
+# Bare passwords (no blank, quote, bracket, "&", "=" or ":" in them), as a k=v list or a
+# query string shows them: a comma or semicolon inside one is part of it.
+bare_passwords = st.text("abcXYZ019,;!#%+-./?@^_~", min_size=8, max_size=24)  # no "*" (the mask)
+bare_dumps = st.sampled_from(
+    [
+        lambda pw: f"login password={pw} ok",
+        lambda pw: f"GET /x?user=bob&password={pw}&page=2",
+        lambda pw: f"user=bob,password={pw}",
+        lambda pw: f"a=1;api_token={pw};b=2",
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(password=bare_passwords, dump=bare_dumps)
+def test_a_bare_secret_value_never_leaks_a_piece(password: str, dump: Any) -> None:
+    out = _redact.redact_text(dump(password))
+    pieces = {password[i : i + 4] for i in range(len(password) - 3)}
+    assert not {p for p in pieces if p in out and p not in dump("") and p not in _redact.MASK}
+    assert out == dump(_redact.MASK)  # masked whole, and all around it kept
+
+
 # Text with separators, quotes, options and (sometimes) a secret-looking word.
 pieces = st.sampled_from(
     [" ", ":", "=", "--", "'", '"', ",", "{", "}", "\n", "pass", "PWD", "Token", "\u017fecret",

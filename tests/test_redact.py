@@ -182,6 +182,13 @@ def test_common_patterns(text: str, leak: str) -> None:
         # Bare after "=": up to a space or one of ,;& (a query string, a k=v list).
         ("GET /x?token=abcdef&page=2", "abcdef", "&page=2"),
         ("user=bob, password=hunter22, host=db", "hunter22", ", host=db"),
+        # A comma or semicolon ends it only where the next pair follows.
+        ("login password=P,ssw0rd ok", "ssw0rd", " ok"),
+        ("GET /x?user=bob&password=ab,cd;ef&page=2", "cd;ef", "&page=2"),
+        ("user=bob,password=hunter2,host=db", "hunter2", ",host=db"),
+        ("session_token=abcdef; Path=/", "abcdef", "; Path=/"),
+        ("a=1;secret=ab;;cd;b=2", "cd", ";b=2"),
+        ('{"api_key": 1,2345678, "user": "bob"}', "2345678", ', "user": "bob"}'),
         # A bare value after a quoted key ends at a comma, a bracket or the quote.
         ('{"api_key": 12345678, "user": "bob"}', "12345678", ', "user": "bob"}'),
         # A pair inside a quoted string ends at that string's quote.

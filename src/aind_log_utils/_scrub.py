@@ -10,8 +10,9 @@
   (:func:`is_secret_key`). A quoted value is masked to its closing quote, whatever
   it holds (spaces, commas, ``&``, escaped quotes), as ``repr()`` of a dict, JSON
   and config dumps write it; a bracketed value (``{...}``, ``[...]``, ``(...)``) to
-  its closing bracket; a bare value after ``=`` up to a space or one of ``,;&``
-  (as in a query string), after ``:`` to the end of its line (as YAML reads it).
+  its closing bracket; a bare value after ``=`` up to a space, a ``&`` (as in a
+  query string) or a ``,``/``;`` that the next ``key=`` follows (``k=v,k2=v2``),
+  after ``:`` to the end of its line (as YAML reads it).
 
 Registered secret values and the walking of containers are
 :mod:`aind_log_utils._redact`'s.
@@ -67,6 +68,11 @@ _QUOTES_SPACE = " \t'\""
 #: Where a bare (unquoted) value ends, after ``=`` and after ``:``.
 _BARE_END_EQUALS = frozenset(" \t\r\n'\",;&}]")
 _BARE_END_COLON = frozenset("\r\n")
+#: Of those, the ones that end a value only where the next pair starts after them
+#: (``user=bob,password=x,host=db``, ``{"api_key": 1, "b": 2}``): a password may hold
+#: them (``password=P,ssw0rd``, masked whole).
+_SOFT_ENDS = frozenset(",;")
+_NEXT_PAIR_RE = re.compile(r"""[,;]\s*["']?[A-Za-z_][\w.-]*["']?\s*[=:]""")
 #: A bare value shorter than this is left: ``auth: ok``, ``token=5`` are not secrets.
 _MIN_BARE = 4
 _CLOSING = {"{": "}", "[": "]", "(": ")"}
@@ -243,7 +249,8 @@ def _value_span(text: str, start: int, enclosing: str = "") -> tuple[int, int]:
     """Where the value after the separator at ``start - 1`` lies: what to mask.
 
     Quoted: between its quotes. Bracketed: between its brackets. Bare after
-    ``=`` (``a=1&token=x``, ``k=v, k2=v2``): up to a space or one of ``'",;&}]``.
+    ``=`` (``a=1&token=x``, ``k=v, k2=v2``): up to a space or one of ``'"&}]``,
+    or a ``,``/``;`` that the next pair follows (``password=P,ssw0rd`` whole).
     Bare after ``:`` (YAML, ``key: value`` lines): to the end of the line, as
     YAML reads it, so ``password: two words`` or ``password: P,ssw0rd!`` is masked
     whole; or, when the key opened with a quote (``{"api_key": 123456}``,
@@ -265,7 +272,10 @@ def _value_span(text: str, start: int, enclosing: str = "") -> tuple[int, int]:
     if first in _CLOSING:
         return start + 1, _bracket_end(text, start + 1, first)
     end = start
-    while end < size and text[end] not in ends:
+    while end < size:
+        char = text[end]
+        if char in ends and (char not in _SOFT_ENDS or _NEXT_PAIR_RE.match(text, end)):
+            break
         end += 1
     return (start, end) if end - start >= _MIN_BARE else (start, start)
 
