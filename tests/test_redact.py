@@ -85,6 +85,11 @@ def test_secrets_inside_pydantic_models_v1_and_v2_and_dataclasses() -> None:
         "x-auth",
         "oauth",
         "basic_auth",
+        "HF_TOKEN",
+        "session_token",
+        "refresh_token",
+        "id_token",
+        "csrf_token",
     ],
 )
 def test_secret_looking_keys_any_case(key: str) -> None:
@@ -100,6 +105,9 @@ def test_secret_looking_keys_any_case(key: str) -> None:
         "bandpass", "highpass", "lowpass", "high_pass_hz", "band_pass", "passband",
         "n_passes", "passed", "passing_score", "bypass", "compass", "passive",
         "authority", "authentication_method", "insulin_secretion", "secretory_cells",
+        # A language model's settings: its tokenizer, and counts of tokens.
+        "tokenizer", "tokenize", "tokenization", "max_tokens", "n_tokens", "num_tokens",
+        "prompt_tokens", "token_budget", "tokens_per_s", "token_ids", "token_type",
     ],
 )  # fmt: skip
 def test_ordinary_keys_are_kept(key: str) -> None:

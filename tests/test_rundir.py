@@ -246,6 +246,45 @@ def test_secrets_are_masked_in_both_log_files(tmp_path: Path) -> None:
     assert "postgres://user:" in (path / "log.txt").read_text()
 
 
+def test_params_and_metadata_keep_no_secret_and_every_other_value(tmp_path: Path) -> None:
+    """params.yaml, params.json and metadata.json go wherever the results go: their
+    secrets are masked as in log lines, and nothing else changes (a long value is
+    not cut, a None or a flag under a secret-looking key is kept)."""
+    from pydantic import SecretStr
+
+    from aind_log_utils import register_secret
+
+    register_secret("Reg1stered-Value")
+    long_text = "x" * 20_000
+    params = {
+        "db_password": "hunter22",
+        "api": {"token": 12345678, "url": "https://u:pw-in-url@host/x"},
+        "note": "run with Reg1stered-Value",
+        "key": SecretStr("typed-secret"),
+        "tokenizer": "bert-base-uncased",
+        "max_tokens": 1024,
+        "use_auth": True,
+        "password": None,
+        "config": long_text,
+    }
+    with RunDirectory("sec", base_dir=tmp_path, params=params) as run:
+        run.params(ext="json", **params)
+        run.meta(operator_token="meta-token-1", rig="r1")
+    path = tmp_path / "log_sec"
+    for name in ("params.yaml", "params.json", "metadata.json"):
+        text = (path / name).read_text()
+        leaks = ("hunter22", "12345678", "pw-in-url", "Reg1stered", "typed-secret", "meta-token")
+        assert not [secret for secret in leaks if secret in text], name
+    for loaded in (yaml.safe_load((path / "params.yaml").read_text()),
+                   json.loads((path / "params.json").read_text())):  # fmt: skip
+        assert loaded["db_password"] == loaded["api"]["token"] == loaded["key"] == "**********"
+        assert loaded["api"]["url"] == "https://u:**********@host/x"
+        assert loaded["note"] == "run with **********"
+        assert (loaded["tokenizer"], loaded["max_tokens"]) == ("bert-base-uncased", 1024)
+        assert (loaded["use_auth"], loaded["password"], loaded["config"]) == (True, None, long_text)
+    assert json.loads((path / "metadata.json").read_text())["operator_token"] == "**********"
+
+
 def test_exception_traceback_goes_to_log_txt(tmp_path: Path) -> None:
     with RunDirectory("tb", base_dir=tmp_path):
         try:

@@ -134,17 +134,19 @@ def check_key(key: str) -> tuple[str, bool]:
     return cached
 
 
-def redact_text(text: str) -> str:
+def redact_text(text: str, *, truncate: bool = True) -> str:
     """Mask registered secrets and secret-looking patterns inside a string.
 
     Args:
         text: any string.
+        truncate: cut a string longer than ``MAX_STR_CHARS`` (a log line's limit;
+            a run directory's params keep their whole value).
 
     Returns:
         The string with every secret replaced by ``MASK``, truncated with a marker
-        when longer than ``MAX_STR_CHARS``.
+        when longer than ``MAX_STR_CHARS`` (and ``truncate``).
     """
-    if len(text) > MAX_STR_CHARS:
+    if truncate and len(text) > MAX_STR_CHARS:
         text = _truncate(text)
     secrets = _secret_tuple
     if secrets:

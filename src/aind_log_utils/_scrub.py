@@ -33,7 +33,12 @@ _SECRET_KEY_RE = re.compile(
     r"(?<!high)(?<!low)(?<!band)(?<!by)(?<!com)(?<!sur)"
     r"(?<!high_)(?<!low_)(?<!band_)(?<!high-)(?<!low-)(?<!band-)"
     r"pass(?!es|ed\b|ing|age|band|ive|through)|"
-    r"pwd|secret(?!ion|ory|ary|ed\b)|token|api[-_]?key|apikey|"  # not secretion, secretory
+    r"pwd|secret(?!ion|ory|ary|ed\b)|api[-_]?key|apikey|"  # not secretion, secretory
+    # "token", but not a language model's: a tokenizer, nor a count of tokens
+    # (max_tokens, n_tokens, tokens_per_s, token_budget, token_ids).
+    r"(?<!max_)(?<!min_)(?<!num_)(?<!^n_)(?<!_n_)(?<!total_)(?<!prompt_)(?<!input_)"
+    r"(?<!output_)(?<!completion_)token(?!i[sz])(?!s?[-_]?(?:counts?|budget|limit|len|length"
+    r"|per|ids?|type|usage)(?![a-z0-9]))|"
     r"(?<![a-z])auth(?!or|ent)|oauth|authorization|"  # not author, authority, authentication
     r"cookie|credential|private[-_]?key|session[-_]?key|access[-_]?key|signature|"
     r"client[-_]?secret|bearer",
