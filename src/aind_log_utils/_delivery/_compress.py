@@ -1,7 +1,7 @@
 """Compressing closed spool segments, so that a long outage fits in the spool's cap.
 
 The caller appends raw frames to the open segment (gathered in memory and written
-64 KiB at a time, at least every 0.1 s: see :mod:`._segment`). Once the directory
+64 KiB at a time, at least every 0.1 s: see :mod:`._writer`). Once the directory
 holds a quarter of its cap (:data:`~._spool.COMPRESS_FROM`), a segment that is
 closed and waits to be replayed is rewritten by the engine's worker, idle during a
 backoff, as ``<same name>.spoolz`` (magic ``AINDSPZ1``, then the raw frames as one

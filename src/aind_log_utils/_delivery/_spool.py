@@ -6,7 +6,8 @@ segments back for replay and deletes them once delivered, and claims the files o
 gone writers; it also puts the compressed copies of its closed segments in their
 place (the engine's worker writes them while it waits out a backoff). The parts it
 puts together are each in a module of their own: :mod:`._segment` (segment names,
-framing, :class:`SpoolWriter`, :func:`read_segment`), :mod:`._compress` (rewriting a
+framing, :func:`read_segment`), :mod:`._writer` (:class:`SpoolWriter`, gathering
+frames and writing them), :mod:`._compress` (rewriting a
 closed segment compressed, crash-safely), :mod:`._claims` (which files a process may
 replay: :func:`claim_orphans`) and :mod:`._usage` (the room the directory's files
 take). Their public names are importable from here too.
@@ -132,12 +133,7 @@ class Spool:
             None when written, else why not: ``"spool_full"`` or ``"spool_error"``.
         """
         try:
-            if self.writer.size >= self.segment_bytes:
-                # No fsync here: append runs on the caller's thread, and an fsync can
-                # take as long as the disk likes. The worker syncs it (sync_closed).
-                path = self.rotate(fsync=False)
-                if path is not None:
-                    self._unsynced.append(path)
+            self._rotate_if_full()
             need = len(item) + FRAME_OVERHEAD + (0 if self.writer.path else len(MAGIC))
             if not self._usage.fits(need, self.max_bytes):
                 return "spool_full"
@@ -168,10 +164,7 @@ class Spool:
         done, before = 0, 0  # records taken, and their frame bytes
         try:
             while done < count:
-                if writer.size >= self.segment_bytes:
-                    path = self.rotate(fsync=False)
-                    if path is not None:
-                        self._unsynced.append(path)
+                self._rotate_if_full()
                 # As many as fill the segment, the one that reaches its size included.
                 magic = 0 if writer.path else len(MAGIC)  # a new segment starts with it
                 room = self.segment_bytes - writer.size - magic
@@ -187,6 +180,17 @@ class Spool:
         if writer.pending_bytes > PENDING_BYTES:
             self.write_pending()
         return done
+
+    def _rotate_if_full(self) -> None:
+        """Close the open segment once it holds ``segment_bytes``, for the worker to sync.
+
+        No fsync here: appends run on the caller's thread, and an fsync can take as
+        long as the disk likes. The worker syncs it (``sync_closed``).
+        """
+        if self.writer.size >= self.segment_bytes:
+            path = self.rotate(fsync=False)
+            if path is not None:
+                self._unsynced.append(path)
 
     def write_pending(self) -> bool:
         """Write the frames the writer has gathered; False if that failed (said once).

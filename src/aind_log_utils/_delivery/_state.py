@@ -102,7 +102,7 @@ class EngineState:
             self._spool_or_drop(items[index], first + index, "queue_full")
 
     def _write_gathered(self) -> None:
-        """Write the frames the spool has gathered (see :mod:`._segment`)."""
+        """Write the frames the spool has gathered (see :mod:`._writer`)."""
         if not self._spool.write_pending():
             self._errors += 1
         self._settle_lost()
