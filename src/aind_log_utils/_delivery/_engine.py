@@ -19,10 +19,10 @@ oldest writer first, each writer's items in its own submission order (what its
 close() spooled sorts before what its overflow spooled later). :meth:`flush` waits
 for this engine's own items only, not for that replay.
 
-This module is the engine's public surface and lifecycle: construction, the
-caller's side (submit, flush, close, stats), the exit hook and fork safety. The
-worker thread's side is :mod:`._worker`, the shared state and counters
-:mod:`._state`, the checking of the constructor's arguments :mod:`._params`.
+This module is the engine's public surface and lifecycle: construction, flush,
+close, stats, the exit hook and fork safety. The caller's side (submit) is
+:mod:`._intake`, the worker thread's side :mod:`._worker`, the shared state and
+counters :mod:`._state`, the checking of the constructor's arguments :mod:`._params`.
 """
 
 from __future__ import annotations
@@ -31,13 +31,13 @@ import inspect
 import os
 import threading
 import time
-from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeGuard
+from typing import Any
 
 from .._diagnostics import diagnose
 from . import _spool
+from ._intake import EngineIntake
 from ._lifecycle import manage, release
 from ._params import check_engine_args, default_spool_dir, float_param, int_param, transport_limit
 from ._transport import DeliveryStats, Transport
@@ -46,15 +46,9 @@ from ._worker import RETRY_AFTER_CAP_S, EngineWorker
 __all__ = ["OPTION_DEFAULTS", "RETRY_AFTER_CAP_S", "DeliveryEngine"]
 
 _MIB = 1024 * 1024
-_BYTES_ONLY = {bytes}
 
 
-def _all_bytes(items: Iterable[object]) -> TypeGuard[list[bytes]]:
-    """True for a non-empty list of bytes: what ``submit_many`` spools as one batch."""
-    return type(items) is list and bool(items) and set(map(type, items)) == _BYTES_ONLY
-
-
-class DeliveryEngine(EngineWorker):
+class DeliveryEngine(EngineIntake, EngineWorker):
     """Moves opaque items from the caller's thread to a transport, in batches.
 
     Args:
@@ -174,17 +168,6 @@ class DeliveryEngine(EngineWorker):
             raise TypeError(f"{sorted(unknown)[0]}: not a delivery option")
         cls.__new__(cls)._configure("check", transport, {**OPTION_DEFAULTS, **options})
 
-    def write_spool_buffer(self) -> None:
-        """Write what the spool has gathered now, not within the worker's 0.1 s; never raises.
-
-        A sender process calls it whenever it has handled its input.
-        """
-        try:
-            with self._lock:
-                self._write_gathered()
-        except Exception as exc:
-            self._count_error("spool", exc)
-
     def _reinit_after_fork(self) -> None:
         # The parent still owns its queue, batch and spool files: forget them all.
         old_spool = self._spool
@@ -197,101 +180,6 @@ class DeliveryEngine(EngineWorker):
             worker = threading.Thread(target=self._run, name=f"aind-log-{self.name}", daemon=True)
             worker.start()
             self._worker = worker
-
-    # ---- the caller's side --------------------------------------------------
-    def submit(self, item: bytes) -> None:
-        """Queue one encoded item; never blocks on the network, never raises.
-
-        When the queue is full the item is appended to the spool (a local file
-        write, no fsync) behind anything spooled before it; it is dropped (counted)
-        only when the spool is off, full or failing.
-
-        Args:
-            item: one encoded record.
-        """
-        try:
-            with self._lock:
-                if type(item) is bytes:  # no tuple and loop of submit_many: a record's call
-                    self._queue_one(item)
-                else:
-                    self._queue_odd(item)
-        except Exception as exc:
-            self._count_error("submit", exc)
-
-    def submit_many(self, items: Iterable[bytes]) -> None:
-        """Queue encoded items in order under one lock; as :meth:`submit` for each.
-
-        Args:
-            items: encoded records (a sender process hands over all it has read).
-        """
-        try:
-            with self._lock:
-                if self._spilling and self._spool_enabled and not self._stop and _all_bytes(items):
-                    self._spool_batch(items)
-                    return
-                for item in items:
-                    if type(item) is bytes:
-                        self._queue_one(item)
-                    else:
-                        self._queue_odd(item)
-        except Exception as exc:
-            self._count_error("submit", exc)
-
-    def _queue_odd(self, item: object) -> None:
-        """Queue a bytes-like item as bytes; drop (and count) anything else."""
-        if isinstance(item, (bytes, bytearray, memoryview)):
-            self._queue_one(bytes(item))
-        else:
-            self._drop("invalid_item", 1)
-
-    def _queue_one(self, item: bytes) -> None:
-        """Queue, spool or drop one item (under the lock)."""
-        self._seq += 1
-        if self._spilling and not self._stop:  # the server is away: straight to the spool
-            self._spool_or_drop(item, self._seq, "queue_full")
-            return
-        size = len(item)
-        if self._stop:
-            self._spool_or_drop(item, self._seq, "closed")
-            return
-        if self._worker is None:
-            try:
-                self._ensure_worker()  # lazily, in a forked child
-            except RuntimeError:  # no new threads at interpreter shutdown
-                self._spool_or_drop(item, self._seq, "closed")
-                return
-        queue = self._queue  # not spilling here: behind the spool is where it would go
-        if not queue:
-            queue.append(item)
-            self._queue_bytes, self._head_seq, self._oldest_at = size, self._seq, time.monotonic()
-            self._work.notify()
-        elif (
-            self._queue_bytes + size <= self._max_queue_bytes
-            and len(queue) < self._max_queue_records
-        ):
-            queue.append(item)
-            self._queue_bytes += size
-            if len(queue) == self._max_batch_records or (
-                self._queue_bytes >= self._max_batch_bytes > self._queue_bytes - size
-            ):
-                self._work.notify()  # a full batch: do not wait for the timer
-        else:
-            if self._spool_enabled and not self._spilling:
-                self._spilling = True
-                # The worker may be waiting out a batch (up to batch_wait_s): woken,
-                # it waits at most SPOOL_WRITE_S while spilling, and writes the spool.
-                self._work.notify()
-            self._spool_or_drop(item, self._seq, "queue_full")
-
-    @property
-    def spilling(self) -> bool:
-        """True while new items go to the spool (the server is away, or the queue was full).
-
-        Read without the lock, so only a hint: a sink may prepare an item for the
-        spool differently (SIPE spools records packed, unencoded), but any item
-        may still land in the queue or the spool.
-        """
-        return self._spilling
 
     def stats(self) -> DeliveryStats:
         """Return a consistent snapshot of the counters.

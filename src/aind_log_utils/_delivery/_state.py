@@ -84,23 +84,6 @@ class EngineState:
             self._drop(why, 1)
             self._settle_lost()
 
-    def _spool_batch(self, items: list[bytes]) -> None:
-        """Spool items in order, as :meth:`_spool_or_drop` does each, with few calls.
-
-        What the spool does not take at once (its cap, a failed write) goes one by
-        one, each spooled or dropped and counted with its reason.
-        """
-        first = self._seq + 1
-        self._seq += len(items)
-        closed = len(self._spool.own)
-        taken = self._spool.append_many(items, first)
-        self._spooled += taken
-        if len(self._spool.own) > closed:
-            self._work.notify()  # a segment closed: the worker may compress it
-        self._settle_lost()
-        for index in range(taken, len(items)):
-            self._spool_or_drop(items[index], first + index, "queue_full")
-
     def _write_gathered(self) -> None:
         """Write the frames the spool has gathered (see :mod:`._writer`)."""
         if not self._spool.write_pending():
