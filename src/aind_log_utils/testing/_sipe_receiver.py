@@ -21,135 +21,18 @@ from __future__ import annotations
 
 import logging
 import os
-import pickle
 import socket
-import struct
 import threading
 import time
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any
+
+from ._sipe_serve import POLL_S, Connection, ReceiverMode, SipeServing, reset, shut
 
 __all__ = ["ReceiverMode", "SipeReceiver"]
 
-#: ``ok``: read as fast as frames come; ``slow``: wait ``slow_s`` after each frame;
-#: ``pause``: read nothing (the client's buffers fill up) until the mode changes.
-ReceiverMode = Literal["ok", "slow", "pause"]
-#: Frames longer than this are taken as garbage and end the connection.
-MAX_FRAME_BYTES = 64 * 1024 * 1024
-_POLL_S = 0.05
-#: How much one read takes from a connection at most.
-_READ_BYTES = 1024 * 1024
-_STR_ONLY = frozenset({str})
 
-
-class _RefusedClass(pickle.UnpicklingError):
-    """The frame tried to load a class."""
-
-
-class _PlainUnpickler(pickle.Unpickler):
-    """Loads plain data only: every class lookup is refused."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        raise _RefusedClass(f"refused to load {module}.{name}")
-
-    def persistent_load(self, pid: Any) -> Any:
-        raise _RefusedClass("refused a persistent id")
-
-
-class _Body:
-    """One frame's pickle as a file the C unpickler can peek into.
-
-    With ``peek`` the unpickler takes the whole body in one call and reads
-    opcodes from memory, as :func:`pickle.loads` does; without it, it would call
-    ``read`` for every opcode.
-    """
-
-    __slots__ = ("data", "taken")
-
-    def __init__(self) -> None:
-        self.data: bytes | bytearray = b""
-        self.taken = 0
-
-    def peek(self, size: int = 0) -> bytes | bytearray:
-        return self.data[self.taken :] if self.taken else self.data
-
-    def read(self, size: int = -1) -> bytes | bytearray:
-        start = self.taken
-        end = len(self.data) if size < 0 else min(len(self.data), start + size)
-        self.taken = end
-        return self.data[start:end]
-
-    def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer).cast("B")
-        chunk = self.read(len(view))
-        view[: len(chunk)] = chunk
-        return len(chunk)
-
-    def readline(self, size: int = -1) -> bytes | bytearray:
-        end = self.data.find(b"\n", self.taken)
-        return self.read(-1 if end < 0 else end + 1 - self.taken)
-
-
-class _FrameReader:
-    """Unpickles a connection's frames with one unpickler, as long as they are sound.
-
-    Building an unpickler and a file for every frame cost the receiver twice
-    what the unpickling did. One unpickler serves frame after frame while each
-    pickle ends exactly at its frame's end (its memo emptied in between, so no
-    frame can refer to another's objects); after any other outcome the next
-    frame gets a new one, since this one may still hold the frame's rest.
-    """
-
-    def __init__(self) -> None:
-        self._body = _Body()
-        self._unpickler: _PlainUnpickler | None = None
-
-    def load(self, data: bytes | bytearray) -> Any:
-        """The object ``data`` (one frame's pickle) holds.
-
-        Raises:
-            _RefusedClass: the pickle tried to load a class.
-            Exception: any error of a broken pickle.
-        """
-        body = self._body
-        unpickler = self._unpickler
-        if unpickler is None:
-            unpickler = _PlainUnpickler(body)  # type: ignore[arg-type]  # a file enough for it
-        else:
-            unpickler.memo.clear()
-        body.data, body.taken = data, 0
-        self._unpickler = None
-        obj = unpickler.load()
-        if body.taken == len(data):
-            self._unpickler = unpickler
-        return obj
-
-
-class _Batch:
-    """What the frames of one read gave, until it is stored."""
-
-    def __init__(self) -> None:
-        self.dicts: list[dict[str, Any]] = []
-        self.frames: list[bytes] = []
-        self.counted = 0  # records read and let go (keep_records=False)
-        self.refused = 0
-        self.invalid = 0
-
-    def clear(self) -> None:
-        self.dicts, self.frames, self.refused, self.invalid = [], [], 0, 0
-        self.counted = 0
-
-
-class _Connection:
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.draining = False  # the server is going away: read until the client hangs up
-        self.drain_until = 0.0
-        self.crashed = False  # reset: read nothing more, close with RST
-        self.thread: threading.Thread | None = None
-
-
-class SipeReceiver:
+class SipeReceiver(SipeServing):
     """A loopback TCP server that stores the records SIPE clients send it.
 
     Thread-safe; the inspection methods return copies.
@@ -199,7 +82,7 @@ class SipeReceiver:
         self._keep_records = keep_records
         self._count = 0
         self._frames: list[bytes] = []
-        self._connections: set[_Connection] = set()
+        self._connections: set[Connection] = set()
         self._listener: socket.socket | None = None
         self._accept_thread: threading.Thread | None = None
         self._listening = threading.Event()
@@ -241,7 +124,7 @@ class SipeReceiver:
                 connections = list(self._connections)
                 self._cond.notify_all()
             for conn in connections:
-                _shut(conn.sock)
+                shut(conn.sock)
             for conn in connections:
                 if conn.thread is not None:
                     conn.thread.join(timeout_s)
@@ -273,7 +156,7 @@ class SipeReceiver:
                         pass
                 else:
                     conn.crashed = True
-                    _reset(conn.sock)
+                    reset(conn.sock)
 
     def come_back(self, bind_timeout_s: float = 5.0) -> None:
         """Listen again on the same port after :meth:`go_away`; no-op if listening.
@@ -319,7 +202,7 @@ class SipeReceiver:
                     raise
                 self._stopped.wait(0.05)  # the old socket is still being torn down
         self._port = int(sock.getsockname()[1])
-        sock.settimeout(_POLL_S)
+        sock.settimeout(POLL_S)
         self._listener = sock
         self._listening.set()
         thread = threading.Thread(
@@ -345,8 +228,8 @@ class SipeReceiver:
                 continue
             except OSError:
                 return  # closed by go_away()/stop()
-            sock.settimeout(_POLL_S)
-            conn = _Connection(sock)
+            sock.settimeout(POLL_S)
+            conn = Connection(sock)
             conn.thread = threading.Thread(
                 target=self._serve, args=(conn,), name=f"sipe-conn-{self._port}", daemon=True
             )
@@ -354,118 +237,6 @@ class SipeReceiver:
                 self._connections.add(conn)
                 self.accepted += 1
             conn.thread.start()
-
-    # -- one connection ------------------------------------------------------------
-    def _serve(self, conn: _Connection) -> None:
-        # Read in big chunks and cut frames out of a buffer: a receiver that read
-        # each length and each body with a call of its own would be the bottleneck
-        # of any benchmark.
-        buffer = bytearray()
-        # What one read's frames gave, stored (and waiters woken) once per read: a
-        # notify per frame made the receiver slower than the clients it measures.
-        batch = _Batch()
-        reader = _FrameReader()
-        stopped = self._stopped.is_set
-        try:
-            while True:
-                pos = 0
-                while len(buffer) - pos >= 4:
-                    (size,) = struct.unpack_from(">L", buffer, pos)
-                    if size > MAX_FRAME_BYTES:
-                        batch.invalid += 1
-                        return
-                    if len(buffer) - pos - 4 < size:
-                        break
-                    if self._mode != "ok" or conn.crashed:
-                        self._flush(batch)  # what came before waits for nothing
-                        if not self._throttle(conn):
-                            return
-                    elif stopped():
-                        return
-                    self._decode(buffer[pos + 4 : pos + 4 + size], batch, reader)
-                    pos += 4 + size
-                del buffer[:pos]
-                self._flush(batch)
-                chunk = self._recv(conn)
-                if chunk is None:
-                    if buffer:
-                        batch.invalid += 1  # the client hung up inside a frame
-                    return
-                buffer += chunk
-        except Exception as exc:
-            with self._cond:
-                self.errors.append(exc)
-        finally:
-            self._flush(batch)
-            with self._cond:
-                self._connections.discard(conn)
-                self._cond.notify_all()
-            if conn.crashed:
-                conn.sock.close()  # SO_LINGER 0: a reset, unread data discarded
-            else:
-                _shut(conn.sock)
-
-    def _recv(self, conn: _Connection) -> bytes | None:
-        """The next bytes, or None at the end of the connection (or of the drain)."""
-        while True:
-            if self._stopped.is_set() or conn.crashed:
-                return None
-            if conn.draining and time.monotonic() > conn.drain_until:
-                return None
-            try:
-                chunk = conn.sock.recv(_READ_BYTES)
-            except TimeoutError:
-                continue
-            except OSError:
-                return None
-            return chunk or None
-
-    def _throttle(self, conn: _Connection) -> bool:
-        """Wait as the mode says before the next frame; False once stopped or reset."""
-        if self._mode == "ok" and not conn.crashed:  # the common case: no lock
-            return not self._stopped.is_set()
-        with self._cond:
-            while not self._stopped.is_set() and not conn.crashed:
-                if self._mode == "pause" and not conn.draining:
-                    self._cond.wait(_POLL_S)
-                    continue
-                if self._mode == "slow":
-                    self._cond.wait(self._slow_s)
-                return True
-            return False
-
-    def _decode(self, body: bytearray, batch: _Batch, reader: _FrameReader) -> None:
-        """Unpickle one frame into ``batch`` (or count it refused or invalid)."""
-        if self._keep_frames:
-            batch.frames.append(bytes(body))
-        try:
-            obj = reader.load(body)
-        except _RefusedClass:
-            batch.refused += 1
-            return
-        except Exception:
-            batch.invalid += 1
-            return
-        if not isinstance(obj, dict) or not _STR_ONLY.issuperset(map(type, obj)):
-            batch.invalid += 1
-            return
-        if self._keep_records:
-            batch.dicts.append(obj)
-        else:
-            batch.counted += 1
-
-    def _flush(self, batch: _Batch) -> None:
-        """Store what ``batch`` holds (frames decoded before any reset was noticed)."""
-        if not (batch.dicts or batch.frames or batch.counted or batch.refused or batch.invalid):
-            return
-        with self._cond:
-            self._count += len(batch.dicts) + batch.counted
-            self._dicts.extend(batch.dicts)
-            self._frames.extend(batch.frames)
-            self.refused += batch.refused
-            self.invalid += batch.invalid
-            self._cond.notify_all()
-        batch.clear()
 
     # -- control and inspection ------------------------------------------------------
     @property
@@ -553,26 +324,3 @@ class SipeReceiver:
             self._count = 0
             self._frames.clear()
             self.refused = self.invalid = 0
-
-
-def _shut(sock: socket.socket) -> None:
-    try:
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
-    try:
-        sock.close()
-    except OSError:
-        pass
-
-
-def _reset(sock: socket.socket) -> None:
-    """Close with a reset, as a crashing server's kernel does."""
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    except OSError:
-        pass
-    try:
-        sock.shutdown(socket.SHUT_RD)  # wakes the connection's reader
-    except OSError:
-        pass
