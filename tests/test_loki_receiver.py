@@ -413,6 +413,52 @@ def test_exact_duplicates_are_stored_once(loki: LokiReceiver) -> None:
     assert loki.dropped == {"duplicate": 2}
 
 
+def test_one_timestamp_keeps_every_distinct_line_once_short_ones_included(
+    loki: LokiReceiver,
+) -> None:
+    ts = now_ns()
+    stream = ({"a": "b"}, [[str(ts), line] for line in ("x", "y", "x", "long " * 50, "y")])
+    assert push(loki, stream).status_code == 204
+    assert push(loki, stream).status_code == 204
+    assert loki.lines() == ["x", "y", "long " * 50]
+    assert loki.count() == 3 and loki.dropped == {"duplicate": 7}
+    assert [(e.ts_ns, e.labels["a"]) for e in loki.entries()] == [(ts, "b")] * 3
+
+
+def test_stored_entries_are_not_walked_by_the_garbage_collector() -> None:
+    """A full collection walks every tracked container whole: a store that kept its
+    entries in lists, sets or NamedTuples made each one slower as it grew."""
+    import gc
+
+    from aind_log_utils.testing._loki_model import LokiLimits, ParsedStream
+    from aind_log_utils.testing._loki_rules import LokiStore
+
+    store = LokiStore(LokiLimits(rate_limit_bytes_s=None))
+    base = now_ns()
+
+    def ingest(first: int, count: int) -> None:
+        values = [
+            PushValue(base + i, f"line {i}", {"subject_id": "123456"})
+            for i in range(first, first + count)
+        ]
+        assert store.ingest([ParsedStream({"service_name": "x"}, values)], None, 0)[0] == 204
+
+    def walked() -> int:  # what a full collection visits: every reference of a tracked object
+        gc.collect()
+        gc.collect()  # a tuple of tuples is untracked once those are: a collection later
+        return sum(len(gc.get_referents(o)) for o in gc.get_objects())
+
+    ingest(0, 100)
+    before = walked()
+    for first in range(100, 20_100, 1000):
+        ingest(first, 1000)
+    grown = walked() - before
+    assert store.count == 20_100 and len(store.entries()) == 20_100
+    # A handful per push (20 of them) and the newest few runs' tuples, not one or
+    # more per entry (a store of lists grew by 80,000).
+    assert grown < 2_000
+
+
 # -- time rules -------------------------------------------------------------------------
 
 

@@ -292,12 +292,12 @@ class LokiReceiver:
     def lines(self) -> list[str]:
         """The lines of every stored entry, in arrival order."""
         with self._answerer.cond:
-            return list(self._answerer.store.lines)
+            return self._answerer.store.lines
 
     def count(self) -> int:
         """How many entries are stored (cheaper than ``len(entries())``)."""
         with self._answerer.cond:
-            return len(self._answerer.store.lines)
+            return self._answerer.store.count
 
     def streams(self) -> dict[str, list[LokiEntry]]:
         """Stored entries grouped by stream, keyed like Loki: ``{a="1", b="2"}``."""
@@ -353,7 +353,7 @@ class LokiReceiver:
         """
         with self._answerer.cond:
             return self._answerer.cond.wait_for(
-                lambda: len(self._answerer.store.lines) >= count, timeout_s
+                lambda: self._answerer.store.count >= count, timeout_s
             )
 
     def wait_for_requests(self, count: int, timeout_s: float = 5.0) -> bool:
