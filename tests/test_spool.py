@@ -308,6 +308,7 @@ def test_unwritable_directory_reports_spool_error(tmp_path: Path) -> None:
     spool = Spool(blocker / "spool", max_bytes=1 << 20, label="err")
     try:
         assert spool.append(b"x", 1) == "spool_error"
+        assert spool.append_many([b"x" * 10] * 5, 2) == 0  # a batch: none of it taken
     finally:
         spool.release()
 

@@ -130,17 +130,6 @@ def test_a_batch_stops_at_the_cap_and_the_rest_is_told_apart(tmp_path: Path) -> 
         spool.release()
 
 
-def test_an_unwritable_directory_takes_nothing_of_a_batch(tmp_path: Path) -> None:
-    blocker = tmp_path / "file"
-    blocker.write_text("")
-    spool = Spool(blocker / "spool", max_bytes=1 << 20, label="batch")
-    try:
-        assert spool.append_many([b"x" * 10] * 5, 1) == 0
-        assert spool.append(b"x", 6) == "spool_error"
-    finally:
-        spool.release()
-
-
 class _Away:
     """A transport whose server is away until ``up`` is set; records what it took."""
 

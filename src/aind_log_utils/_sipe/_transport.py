@@ -29,7 +29,7 @@ from collections.abc import Callable
 from .._delivery import SendResult, describe_error
 from ._encode import PACKED_MARK
 
-__all__ = ["SipeTransport"]
+__all__ = ["SipeTransport", "close_socket"]
 
 #: Frames are joined into writes of about this size.
 _CHUNK_BYTES = 4 * 1024 * 1024
@@ -237,7 +237,7 @@ class SipeTransport:
         with self._lock:
             sock, self._sock = self._sock, None
         if sock is not None:
-            _close(sock)
+            close_socket(sock)
         # Nothing written on a connection that broke is known to have arrived (the
         # cut frame certainly did not): the next attempt sends the batch whole.
         self._partial, self._partial_sent, self._written = None, 0, []
@@ -277,7 +277,7 @@ class SipeTransport:
             return
         if busy or os.getpid() != self._pid:
             if os.getpid() == self._pid:
-                _close(sock)
+                close_socket(sock)
             return
         if self._partial is not None and self._alive(sock):
             try:
@@ -287,7 +287,7 @@ class SipeTransport:
         with self._lock:
             sock, self._sock = self._sock, None
         if sock is not None:
-            _close(sock)
+            close_socket(sock)
 
 
 def _chunks(frames: list[bytes]) -> list[tuple[int, int]]:
@@ -304,7 +304,8 @@ def _chunks(frames: list[bytes]) -> list[tuple[int, int]]:
     return runs
 
 
-def _close(sock: socket.socket) -> None:
+def close_socket(sock: socket.socket) -> None:
+    """Shut both ways and close; never raises."""
     try:
         sock.shutdown(socket.SHUT_RDWR)
     except OSError:

@@ -16,6 +16,7 @@ import threading
 import time
 from typing import Any, Literal
 
+from .._sipe._transport import close_socket as shut
 from ._sipe_decode import FrameReader, RefusedClass
 
 __all__ = [
@@ -196,18 +197,6 @@ class SipeServing:
             self.invalid += batch.invalid
             self._cond.notify_all()
         batch.clear()
-
-
-def shut(sock: socket.socket) -> None:
-    """Shut both ways and close, as a server ending a connection does; never raises."""
-    try:
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
-    try:
-        sock.close()
-    except OSError:
-        pass
 
 
 def reset(sock: socket.socket) -> None:
