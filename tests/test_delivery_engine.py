@@ -28,8 +28,8 @@ from aind_log_utils._delivery import (
     SendResult,
     describe_error,
 )
-from aind_log_utils._delivery._segment import SegmentName
-from aind_log_utils._delivery._spool import COMPRESS_FROM, SpoolWriter, _host_id
+from aind_log_utils._delivery._segment import SegmentName, host_id
+from aind_log_utils._delivery._spool import COMPRESS_FROM, SpoolWriter
 
 Responder = Callable[[list[bytes]], SendResult]
 
@@ -814,7 +814,7 @@ def _write_dead_files(spool_dir: Path, files: int, per_file: int) -> list[bytes]
     pid = dead_pid()
     expected = []
     for f in range(files):
-        writer = SpoolWriter(spool_dir, host=_host_id(), pid=pid, token=f"{f:04x}")
+        writer = SpoolWriter(spool_dir, host=host_id(), pid=pid, token=f"{f:04x}")
         for i in range(per_file):
             item = f"dead-{f:03d}-{i:04d}".encode()
             writer.append(item, i + 1)
@@ -888,7 +888,7 @@ def test_foreign_file_in_the_spool_is_set_aside(
 ) -> None:
     spool_dir = tmp_path / "spool"
     spool_dir.mkdir()
-    junk = spool_dir / f"{_host_id()}-{dead_pid()}-abcd-0000000000000001.spool"
+    junk = spool_dir / f"{host_id()}-{dead_pid()}-abcd-0000000000000001.spool"
     junk.write_bytes(b"this is not a spool file")
     transport = RecordingTransport()
     engine = make_engine(transport)

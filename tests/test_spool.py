@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from aind_log_utils._delivery import _spool
+from aind_log_utils._delivery._segment import host_id
 from aind_log_utils._delivery._spool import (
     FOREIGN_HOST_STALE_S,
     MAGIC,
@@ -23,7 +24,7 @@ from aind_log_utils._delivery._spool import (
     read_segment,
 )
 
-HOST = _spool._host_id()
+HOST = host_id()
 
 
 def dead_pid() -> int:

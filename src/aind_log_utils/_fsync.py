@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["fsync_and_close", "fsync_path"]
+__all__ = ["fsync_and_close", "fsync_files", "fsync_path"]
 
 
 def fsync_path(path: Path, flags: int) -> None:
@@ -31,3 +31,13 @@ def fsync_and_close(fd: int) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def fsync_files(paths: list[Path]) -> None:
+    """Fsync files, best effort (one deleted or renamed meanwhile is skipped).
+
+    Args:
+        paths: the files (closed spool segments).
+    """
+    for path in paths:
+        fsync_path(path, os.O_RDWR | getattr(os, "O_BINARY", 0))

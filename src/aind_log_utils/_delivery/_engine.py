@@ -36,6 +36,7 @@ from types import TracebackType
 from typing import Any
 
 from .._diagnostics import diagnose
+from .._fsync import fsync_files
 from . import _spool
 from ._intake import EngineIntake
 from ._lifecycle import manage, release
@@ -225,7 +226,7 @@ class DeliveryEngine(EngineIntake, EngineWorker):
                     finally:
                         self._flush_waiters -= 1
                 self._spool.writer.sync()
-                _spool.sync_files(self._spool.take_unsynced())
+                fsync_files(self._spool.take_unsynced())
                 return self._pending() == 0
         except Exception as exc:
             self._count_error("flush", exc)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import struct
 import zlib
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ __all__ = [
     "SegmentData",
     "SegmentName",
     "crc32",
+    "host_id",
     "parse_frames",
     "read_segment",
     "write_all",
@@ -204,3 +206,12 @@ def read_segment(path: Path) -> SegmentData:
         return SegmentData([], len(data), len(data), False)
     items, pos = parse_frames(data, len(MAGIC))
     return SegmentData(items, len(data), len(data) - pos, True)
+
+
+def host_id() -> str:
+    """This host's name as segment names carry it: ``[A-Za-z0-9._-]`` only."""
+    try:
+        name = socket.gethostname()
+    except OSError:
+        name = ""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name) or "localhost"

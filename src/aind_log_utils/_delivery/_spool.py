@@ -17,19 +17,25 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import secrets
-import socket
 from bisect import bisect_left
 from collections import deque
 from itertools import accumulate
 from pathlib import Path
 
 from .._diagnostics import diagnose
-from .._fsync import fsync_path
+from .._fsync import fsync_files
 from ._claims import FOREIGN_HOST_STALE_S, claim_orphans, live_tokens, split_name
 from ._compress import Compressed, commit, discard
-from ._segment import FRAME_OVERHEAD, MAGIC, ZMAGIC, SegmentData, SegmentName, read_segment
+from ._segment import (
+    FRAME_OVERHEAD,
+    MAGIC,
+    ZMAGIC,
+    SegmentData,
+    SegmentName,
+    host_id,
+    read_segment,
+)
 from ._transport import describe_error
 from ._usage import SpoolUsage
 from ._writer import PENDING_BYTES, SpoolWriter
@@ -46,7 +52,6 @@ __all__ = [
     "SpoolWriter",
     "claim_orphans",
     "read_segment",
-    "sync_files",
 ]
 
 #: Records already taken from a segment being replayed, by segment (this process
@@ -77,24 +82,6 @@ _RAW_SUFFIX = ".spool"
 _live_tokens = live_tokens
 
 
-def sync_files(paths: list[Path]) -> None:
-    """Fsync closed segments, best effort (one replayed or renamed meanwhile is skipped).
-
-    Args:
-        paths: the segments.
-    """
-    for path in paths:
-        fsync_path(path, os.O_RDWR | getattr(os, "O_BINARY", 0))
-
-
-def _host_id() -> str:
-    try:
-        name = socket.gethostname()
-    except OSError:
-        name = ""
-    return re.sub(r"[^A-Za-z0-9._-]", "_", name) or "localhost"
-
-
 class Spool:
     """One engine's use of a spool directory: its own segments, the cap, replay.
 
@@ -113,7 +100,7 @@ class Spool:
         # soon once COMPRESS_FROM is passed (the open one and the one being replayed
         # stay raw), big enough to keep the files few (a 60 s outage at 5 MB/s: ~75).
         self.segment_bytes = max(64 * 1024, min(SEGMENT_BYTES, max_bytes // 8))
-        self.host, self.token = _host_id(), secrets.token_hex(6)
+        self.host, self.token = host_id(), secrets.token_hex(6)
         live_tokens.add(self.token)
         self.writer = SpoolWriter(directory, host=self.host, pid=os.getpid(), token=self.token)
         #: This writer's closed segments not yet replayed, oldest first.
@@ -243,7 +230,7 @@ class Spool:
         """Return (and forget) the segments :meth:`append` closed without an fsync.
 
         Returns:
-            Their paths, for :func:`sync_files` (outside the engine's lock).
+            Their paths, for :func:`~.._fsync.fsync_files` (outside the engine's lock).
         """
         paths, self._unsynced = self._unsynced, []
         return paths
@@ -388,7 +375,7 @@ class Spool:
         one claims before this process is gone.
         """
         self.writer.rotate(fsync=True)
-        sync_files(self.take_unsynced())
+        fsync_files(self.take_unsynced())
         self.release()
         self.token = secrets.token_hex(6)
         live_tokens.add(self.token)

@@ -21,8 +21,8 @@ from itertools import accumulate, islice
 from pathlib import Path
 
 from .._diagnostics import diagnose
+from .._fsync import fsync_files
 from ._compress import compress_segment, discard
-from ._spool import sync_files
 from ._state import EngineState
 from ._transport import SendOutcome, SendResult, describe_error
 from ._writer import SPOOL_WRITE_S
@@ -202,7 +202,7 @@ class EngineWorker(EngineState):
                     self._wait_work(wait)  # a new closed segment wakes it
                     continue
             if unsynced:
-                sync_files(unsynced)
+                fsync_files(unsynced)
             else:
                 assert path is not None
                 self._compress(path)
@@ -211,7 +211,7 @@ class EngineWorker(EngineState):
         """Fsync the segments the caller's thread closed, outside the lock."""
         with self._lock:
             unsynced = self._spool.take_unsynced()
-        sync_files(unsynced)
+        fsync_files(unsynced)
 
     def _compress(self, path: Path) -> None:
         """Rewrite a closed segment compressed (outside the lock), then put it in place."""
