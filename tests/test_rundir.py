@@ -247,9 +247,10 @@ def test_secrets_are_masked_in_both_log_files(tmp_path: Path) -> None:
 
 
 def test_params_and_metadata_keep_no_secret_and_every_other_value(tmp_path: Path) -> None:
-    """params.yaml, params.json and metadata.json go wherever the results go: their
-    secrets are masked as in log lines, and nothing else changes (a long value is
-    not cut, a None or a flag under a secret-looking key is kept)."""
+    """params.yaml, params.json, metadata.json and hyperparams.json go wherever the
+    results go: their secrets are masked as in log lines, and nothing else changes (a
+    long value is not cut, a None or a flag under a secret-looking key is kept). A
+    run's data is not touched."""
     from pydantic import SecretStr
 
     from aind_log_utils import register_secret
@@ -270,8 +271,17 @@ def test_params_and_metadata_keep_no_secret_and_every_other_value(tmp_path: Path
     with RunDirectory("sec", base_dir=tmp_path, params=params) as run:
         run.params(ext="json", **params)
         run.meta(operator_token="meta-token-1", rig="r1")
+        run.log_hyperparams({"hf_token": "hunter22", "lr": 0.1})
+        # A run's data is the user's: written as given.
+        run.save_json("tokens", {"api_token": "data-token-1", "max_tokens": 5})
     path = tmp_path / "log_sec"
-    for name in ("params.yaml", "params.json", "metadata.json"):
+    saved = json.loads((path / "artifacts" / "tokens.json").read_text())
+    assert saved == {"api_token": "data-token-1", "max_tokens": 5}
+    assert json.loads((path / "hyperparams.json").read_text()) == {
+        "hf_token": "**********",
+        "lr": 0.1,
+    }
+    for name in ("params.yaml", "params.json", "metadata.json", "hyperparams.json"):
         text = (path / name).read_text()
         leaks = ("hunter22", "12345678", "pw-in-url", "Reg1stered", "typed-secret", "meta-token")
         assert not [secret for secret in leaks if secret in text], name

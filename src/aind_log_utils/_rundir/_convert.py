@@ -3,11 +3,10 @@
 notata dumps params with ``yaml.dump``, so a numpy scalar becomes a
 ``!!python/object`` tag that ``yaml.safe_load`` (notata's own reader) refuses.
 :func:`to_plain` turns numpy scalars and arrays, paths, enums, tuples, sets
-and pydantic/dataclass objects into plain values first. Secrets are masked as in log
-lines: secret types, the values of secret-looking keys (a ``None`` and a bool are
-kept: neither can be a secret) and, inside any string, registered secret values and
-the shapes credentials take (:func:`~aind_log_utils._redact.redact_text`, with no
-length limit).
+and pydantic/dataclass objects into plain values first; secret types are masked.
+:func:`mask_secrets` masks the rest of what a log line would not show in such plain
+values: the files that describe a run (params, metadata, hyperparameters) go
+wherever its results go. A run's data (``save_json``, metrics) is written as given.
 """
 
 from __future__ import annotations
@@ -24,7 +23,7 @@ from typing import Any
 
 from .._redact import MASK, check_key, redact_text
 
-__all__ = ["to_plain"]
+__all__ = ["mask_secrets", "to_plain"]
 
 _MAX_DEPTH = 64
 
@@ -38,25 +37,7 @@ def _key(key: object) -> Any:
     if isinstance(key, (str, int, float, bool)) or key is None:
         return key
     plain = to_plain(key)
-    return plain if isinstance(plain, (str, int, float, bool)) else _text(str(plain))
-
-
-def _text(text: str) -> str:
-    """``text`` with its secrets masked, whatever its length."""
-    return redact_text(text, truncate=False)
-
-
-def _mapping(value: Mapping[Any, Any], for_yaml: bool, strict: bool, depth: int) -> dict[Any, Any]:
-    out: dict[Any, Any] = {}
-    for raw_key, item in value.items():
-        key = _key(raw_key)
-        if isinstance(key, str):
-            key, secret = check_key(key)
-            if secret and item is not None and not isinstance(item, bool):
-                out[key] = MASK
-                continue
-        out[key] = to_plain(item, for_yaml=for_yaml, strict=strict, _depth=depth)
-    return out
+    return plain if isinstance(plain, (str, int, float, bool)) else str(plain)
 
 
 def to_plain(value: Any, *, for_yaml: bool = True, strict: bool = False, _depth: int = 0) -> Any:
@@ -78,17 +59,18 @@ def to_plain(value: Any, *, for_yaml: bool = True, strict: bool = False, _depth:
     """
     if _depth > _MAX_DEPTH:
         raise ValueError("value nests too deeply (a cycle?)")
-    if type(value) is str:
-        return _text(value)
     if value is None or isinstance(value, (bool, str, int)):
-        return value if type(value) in (bool, int) or value is None else _builtin(value)
+        return value if type(value) in (bool, str, int) or value is None else _builtin(value)
     if isinstance(value, float):
         return float(value)
     if _is_secret(value):
         return MASK
     depth = _depth + 1
     if isinstance(value, Mapping):
-        return _mapping(value, for_yaml, strict, depth)
+        return {
+            _key(k): to_plain(v, for_yaml=for_yaml, strict=strict, _depth=depth)
+            for k, v in value.items()
+        }
     if isinstance(value, (list, tuple)):
         return [to_plain(v, for_yaml=for_yaml, strict=strict, _depth=depth) for v in value]
     if isinstance(value, (set, frozenset)):
@@ -112,7 +94,7 @@ def to_plain(value: Any, *, for_yaml: bool = True, strict: bool = False, _depth:
             else str(value)
         )
     if isinstance(value, (PurePath, uuid.UUID)):
-        return _text(str(value))
+        return str(value)
     numpy_plain = _numpy(value)
     if numpy_plain is not _NOTHING:
         return to_plain(numpy_plain, for_yaml=for_yaml, strict=strict, _depth=depth)
@@ -124,7 +106,7 @@ def to_plain(value: Any, *, for_yaml: bool = True, strict: bool = False, _depth:
         return to_plain(dump(), for_yaml=for_yaml, strict=strict, _depth=depth)
     if strict:
         raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
-    return _text(str(value))
+    return str(value)
 
 
 def _builtin(value: Any) -> Any:
@@ -135,7 +117,7 @@ def _builtin(value: Any) -> Any:
         return bool(value)
     if isinstance(value, int):
         return int(value)
-    return _text(str(value))
+    return str(value)
 
 
 _NOTHING = object()
@@ -148,3 +130,35 @@ def _numpy(value: Any) -> Any:
     if callable(tolist):
         return tolist()  # scalars give a Python scalar, arrays nested lists
     return _NOTHING
+
+
+def mask_secrets(plain: Any) -> Any:
+    """Mask secrets in plain values (what :func:`to_plain` returns) as log lines do.
+
+    The value of a secret-looking key (a ``None`` and a bool are kept: neither can
+    be a secret), and inside any string registered secret values and the shapes
+    credentials take (:func:`~aind_log_utils._redact.redact_text`), however long
+    the string: nothing is cut.
+
+    Args:
+        plain: dicts, lists, strings, numbers, booleans, None (and the datetimes and
+            bytes safe YAML keeps).
+
+    Returns:
+        A copy with every secret replaced by ``MASK``.
+    """
+    if isinstance(plain, str):
+        return redact_text(plain, truncate=False)
+    if isinstance(plain, dict):
+        out: dict[Any, Any] = {}
+        for key, value in plain.items():
+            if isinstance(key, str):
+                key, secret = check_key(key)
+                if secret and value is not None and not isinstance(value, bool):
+                    out[key] = MASK
+                    continue
+            out[key] = mask_secrets(value)
+        return out
+    if isinstance(plain, list):
+        return [mask_secrets(item) for item in plain]
+    return plain

@@ -27,7 +27,7 @@ from .._diagnostics import diagnose
 from .._redact import redact_text
 from .._session import active_session
 from ._atomic import atomic_write_bytes, dump_json, merge_json_object, read_json, run_lock
-from ._convert import to_plain
+from ._convert import mask_secrets, to_plain
 from ._handler import RunLogHandler, root_level_guard
 from ._identity import identity_fields, now
 from ._metrics import METRICS_FILE, MetricsLog
@@ -209,7 +209,7 @@ class RunDirectory(SaveMixin, StoreMixin):
             The metadata as written.
         """
         return merge_json_object(
-            self.path / "metadata.json", self._lock, to_plain(fields, for_yaml=False)
+            self.path / "metadata.json", self._lock, mask_secrets(to_plain(fields, for_yaml=False))
         )
 
     def params(self, ext: str = "yaml", **kwargs: Any) -> dict[str, Any]:
@@ -236,7 +236,7 @@ class RunDirectory(SaveMixin, StoreMixin):
         with self._lock:
             merged = {
                 **RunReader.read_params(self.path),
-                **to_plain(kwargs, for_yaml=ext == "yaml"),
+                **mask_secrets(to_plain(kwargs, for_yaml=ext == "yaml")),
             }
             if ext == "yaml":
                 data = yaml.safe_dump(merged, sort_keys=True, allow_unicode=True).encode("utf-8")

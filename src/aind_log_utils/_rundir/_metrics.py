@@ -29,7 +29,7 @@ from .._diagnostics import diagnose
 from .._fsync import fsync_and_close
 from .._render_values import fits_json_int, int_text
 from ._atomic import locked_json_update, merge_json_object
-from ._convert import to_plain
+from ._convert import mask_secrets, to_plain
 
 __all__ = [
     "ARTIFACTS_FILE",
@@ -197,7 +197,7 @@ def merge_hyperparams(run_path: Path, lock: FileLock, params: Mapping[str, Any])
     """
     if not isinstance(params, Mapping):
         raise TypeError(f"params: expected a mapping, got {type(params).__name__}")
-    plain = to_plain(dict(params), for_yaml=False)
+    plain = mask_secrets(to_plain(dict(params), for_yaml=False))
     return merge_json_object(run_path / HYPERPARAMS_FILE, lock, plain)
 
 
