@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from typing import Any
 
 import yaml
@@ -185,15 +186,24 @@ def test_a_secret_keyed_value_in_text_never_leaks(password: str, dump: Any) -> N
     assert out.startswith(text.split(" ", 1)[0])  # what is around it is kept
 
 
-# Bare passwords (no blank, quote, bracket, "&", "=" or ":" in them), as a k=v list or a
-# query string shows them: a comma or semicolon inside one is part of it.
-bare_passwords = st.text("abcXYZ019,;!#%+-./?@^_~", min_size=8, max_size=24)  # no "*" (the mask)
+# Bare passwords (no blank, "=" or ":" in them, none ending in a character that may
+# close a value), as a k=v list, a query string or a repr shows them: a comma,
+# semicolon, quote, bracket or "&" inside one is part of it.
+bare_passwords = st.text("abcXYZ019,;&'\")]}!#%+-./?@^_~", min_size=8, max_size=24).filter(
+    lambda pw: (
+        pw[-1] not in ",;&'\")]}"  # no "*" (the mask), no closer before another
+        and pw[0] not in "'\""
+        and not re.search(r"""['")}\]][,;&'")}\]]""", pw)
+    )
+)
 bare_dumps = st.sampled_from(
     [
         lambda pw: f"login password={pw} ok",
         lambda pw: f"GET /x?user=bob&password={pw}&page=2",
         lambda pw: f"user=bob,password={pw}",
         lambda pw: f"a=1;api_token={pw};b=2",
+        lambda pw: f"Config(password={pw}, user=bob)",
+        lambda pw: f'cmd "password={pw}" next',
     ]
 )
 

@@ -197,6 +197,11 @@ def test_common_patterns(text: str, leak: str) -> None:
         ("session_token=abcdef; Path=/", "abcdef", "; Path=/"),
         ("a=1;secret=ab;;cd;b=2", "cd", ";b=2"),
         ('{"api_key": 1,2345678, "user": "bob"}', "2345678", ', "user": "bob"}'),
+        # So do a quote, a bracket and "&": inside a bare value they are part of it.
+        ("login password=P'ssw0rd ok", "ssw0rd", " ok"),
+        ("password=ab&cd]ef) x", "cd]ef", " x"),
+        ('cmd "password=hunter22" next', "hunter22", '" next'),
+        ("Config(password=xyz1, user=bob)", "xyz1", ", user=bob)"),
         # A bare value after a quoted key ends at a comma, a bracket or the quote.
         ('{"api_key": 12345678, "user": "bob"}', "12345678", ', "user": "bob"}'),
         # A pair inside a quoted string ends at that string's quote.

@@ -10,8 +10,8 @@
   (:func:`is_secret_key`). A quoted value is masked to its closing quote, whatever
   it holds (spaces, commas, ``&``, escaped quotes), as ``repr()`` of a dict, JSON
   and config dumps write it; a bracketed value (``{...}``, ``[...]``, ``(...)``) to
-  its closing bracket; a bare value after ``=`` up to a space, a ``&`` (as in a
-  query string) or a ``,``/``;`` that the next ``key=`` follows (``k=v,k2=v2``),
+  its closing bracket; a bare value after ``=`` up to a blank, or up to one of
+  ``,;&'")}]`` where the value plainly ends (the next ``key=``, a blank, the end),
   after ``:`` to the end of its line (as YAML reads it).
 
 Registered secret values and the walking of containers are
@@ -71,13 +71,20 @@ _PEM_KEY_RE = re.compile(
 _NOT_A_KEY = ("Error", "Exception", "Warning")
 _QUOTES_SPACE = " \t'\""
 #: Where a bare (unquoted) value ends, after ``=`` and after ``:``.
-_BARE_END_EQUALS = frozenset(" \t\r\n'\",;&}]")
+_BARE_END_EQUALS = frozenset(" \t\r\n'\",;&)}]")
 _BARE_END_COLON = frozenset("\r\n")
-#: Of those, the ones that end a value only where the next pair starts after them
-#: (``user=bob,password=x,host=db``, ``{"api_key": 1, "b": 2}``): a password may hold
-#: them (``password=P,ssw0rd``, masked whole).
-_SOFT_ENDS = frozenset(",;")
-_NEXT_PAIR_RE = re.compile(r"""[,;]\s*["']?[A-Za-z_][\w.-]*["']?\s*[=:]""")
+#: Of those, the ones that end a value only where the value plainly ends there:
+#: before the next pair (``user=bob,password=x,host=db``, ``?token=x&page=2``,
+#: ``{"api_key": 1, "b": 2}``), at the end of the text or before a blank, and for a
+#: quote or a closing bracket also before a separator or another closer
+#: (``f('token=x')``, ``{"msg": "token=x"}``). A password may hold them:
+#: ``password=P,ssw0rd`` and ``password=P'ss&w0rd`` are masked whole.
+_SOFT_ENDS = frozenset(",;&'\")}]")
+_SOFT_END_RE = re.compile(
+    r"""[,;&'")}\]]\s*["']?[A-Za-z_][\w.-]*["']?\s*[=:]"""  # the next pair
+    r"""|[,;&'")}\]](?:\Z|(?=\s))"""  # the end, a blank
+    r"""|['")}\]](?=[,;&'")}\]])"""  # a closer before a separator or a closer
+)
 #: A bare value shorter than this is left: ``auth: ok``, ``token=5`` are not secrets.
 _MIN_BARE = 4
 _CLOSING = {"{": "}", "[": "]", "(": ")"}
@@ -254,8 +261,9 @@ def _value_span(text: str, start: int, enclosing: str = "") -> tuple[int, int]:
     """Where the value after the separator at ``start - 1`` lies: what to mask.
 
     Quoted: between its quotes. Bracketed: between its brackets. Bare after
-    ``=`` (``a=1&token=x``, ``k=v, k2=v2``): up to a space or one of ``'"&}]``,
-    or a ``,``/``;`` that the next pair follows (``password=P,ssw0rd`` whole).
+    ``=`` (``a=1&token=x``, ``k=v, k2=v2``): up to a blank, or one of
+    ``,;&'")}]`` where the value plainly ends (:data:`_SOFT_END_RE`), so
+    ``password=P,ssw0rd`` or ``password=P'ss&w0rd`` is masked whole.
     Bare after ``:`` (YAML, ``key: value`` lines): to the end of the line, as
     YAML reads it, so ``password: two words`` or ``password: P,ssw0rd!`` is masked
     whole; or, when the key opened with a quote (``{"api_key": 123456}``,
@@ -279,7 +287,7 @@ def _value_span(text: str, start: int, enclosing: str = "") -> tuple[int, int]:
     end = start
     while end < size:
         char = text[end]
-        if char in ends and (char not in _SOFT_ENDS or _NEXT_PAIR_RE.match(text, end)):
+        if char in ends and (char not in _SOFT_ENDS or _SOFT_END_RE.match(text, end)):
             break
         end += 1
     return (start, end) if end - start >= _MIN_BARE else (start, start)
