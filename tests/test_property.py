@@ -217,6 +217,31 @@ def test_a_bare_secret_value_never_leaks_a_piece(password: str, dump: Any) -> No
     assert out == dump(_redact.MASK)  # masked whole, and all around it kept
 
 
+# Long passwords, spaces and line breaks in them, as PyYAML writes them in its styles
+# (wrapped at 20 or 80 columns, quoted over several lines, or as a literal block).
+long_passwords = st.text(
+    st.characters(min_codepoint=32, max_codepoint=126) | st.just("\n"), min_size=30, max_size=300
+).filter(lambda pw: pw.strip() and "*" not in pw)
+yaml_styles = st.sampled_from([None, "'", '"', "|", ">"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(password=long_passwords, style=yaml_styles, width=st.sampled_from([20, 80]))
+def test_a_long_secret_in_any_yaml_style_never_leaks_a_piece(
+    password: str, style: str | None, width: int
+) -> None:
+    def dump(value: str) -> str:
+        data = {"db": {"host": "db", "password": value, "port": 5432}}
+        return str(yaml.safe_dump(data, default_style=style, width=width))
+
+    out = _redact.redact_text(dump(password))
+    around = dump("")
+    pieces = {password[i : i + 4] for i in range(len(password) - 3)}
+    assert not {p for p in pieces if p in out and p not in around and p not in _redact.MASK}
+    lines, kept = out.splitlines(), around.splitlines()
+    assert lines[:2] == kept[:2] and lines[-1] == kept[-1]  # what is around it is kept
+
+
 # Text with separators, quotes, options and (sometimes) a secret-looking word.
 pieces = st.sampled_from(
     [" ", ":", "=", "--", "'", '"', ",", "{", "}", "\n", "pass", "PWD", "Token", "\u017fecret",

@@ -156,6 +156,13 @@ def test_register_secret_refuses_short_and_wrong_types() -> None:
             "MIIEowIBAAKCAQEA",
         ),
         ("-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXk (cut)", "b3BlbnNzaC1rZXk"),
+        ("curl -s -u admin:hunter22 https://api.x", "hunter22"),
+        ("curl --user='bob@x.org:pa55word' https://x", "pa55word"),
+        ("HF hf_abcdefghijklmnopqrstuvwxyzABCDEFGH used", "hf_abcdefghijklmnop"),
+        ("key sk-proj-abcdEFGH1234ijklMNOP5678qrstUVWX90yz", "abcdEFGH1234"),
+        ("key sk-ant-api03-AbCdEf0123456789AbCdEf0123456789", "AbCdEf0123456789"),
+        ("stripe sk_live_4eC39HqLyjWDarjtT1zdp7dc", "4eC39HqLyjWDarjtT1zdp7dc"),
+        ("maps AIzaSyA-1234567890abcdefghijklmnopqrstu", "1234567890abcdefghij"),
     ],
 )
 def test_common_patterns(text: str, leak: str) -> None:
@@ -202,6 +209,18 @@ def test_common_patterns(text: str, leak: str) -> None:
         ("password=ab&cd]ef) x", "cd]ef", " x"),
         ('cmd "password=hunter22" next', "hunter22", '" next'),
         ("Config(password=xyz1, user=bob)", "xyz1", ", user=bob)"),
+        # A YAML block scalar: its lines, indented past the key (quoted or not).
+        ("secret_key: |\n  line one\n  line two\nnext: 1", "line two", "\nnext: 1"),
+        ("db:\n  password: >-\n    folded\n\n    words\n  port: 5432", "words", "port: 5432"),
+        (
+            yaml.safe_dump({"db": {"password": "two\nlines", "port": 1}}, default_style="|"),
+            "lines",
+            '"port"',
+        ),
+        # A quoted YAML value goes on over the lines PyYAML wraps or breaks it into.
+        (yaml.safe_dump({"password": "word " * 30, "port": 1}, width=20), "word w", "port: 1"),
+        (yaml.safe_dump({"password": "1234567890 " * 9, "port": 1}, width=20), "1234", "port: 1"),
+        (yaml.safe_dump({"password": "a\nb line\n", "x": 1}, default_style="'"), "b line", "'x'"),
         # A bare value after a quoted key ends at a comma, a bracket or the quote.
         ('{"api_key": 12345678, "user": "bob"}', "12345678", ', "user": "bob"}'),
         # A pair inside a quoted string ends at that string's quote.
@@ -232,10 +251,33 @@ def test_secret_key_values_in_text_are_masked_whole(text: str, leak: str, kept: 
         # An exception's message is not a secret under its class name.
         "botocore.exceptions.NoCredentialsError: Unable to locate credentials",
         "google.auth.exceptions.RefreshError: the token has expired",
+        # Look-alikes of credential shapes.
+        "python -u script.py:main",
+        "disk-usage-report-for-node-0123456789-abcdefgh",
+        "cluster sk-prod-cluster-name-0123456789-abcdef",
+        "pipe=|abc",
     ],
 )
 def test_short_bare_values_and_ordinary_text_are_kept(text: str) -> None:
     assert redact_text(text) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("password: hunter22\nnext: 1", "password: {}\nnext: 1"),
+        ("password: hunter22\r\nnext: 1", "password: {}\r\nnext: 1"),
+        ("  password: abcd\n    more words\n  port: 1", "  password: {}\n  port: 1"),
+        ("secret_key: |\n  line one\n\n  line two\nnext: 1", "secret_key: |\n{}\nnext: 1"),
+        ("password: (unclosed value\nnext line", "password: {}\nnext line"),
+        ("password: 'unclosed value\nnext line", "password: '{}\nnext line"),
+        ("password: (ab)cd more\nnext", "password: {}\nnext"),
+    ],
+)
+def test_a_yaml_value_is_masked_and_the_lines_around_it_kept_exactly(
+    text: str, masked: str
+) -> None:
+    assert redact_text(text) == masked.format(MASK)
 
 
 def test_an_option_after_a_secret_looking_option_is_not_its_value() -> None:

@@ -2,8 +2,10 @@
 
 :func:`scrub_patterns` masks, in any string (a message, a traceback, a repr):
 
-* URL userinfo (``scheme://user:pass@``), bearer/basic tokens, AWS access key ids,
-  JSON web tokens, GitHub and Slack tokens, PEM private key blocks;
+* credentials recognisable by their shape (:mod:`._shapes`): URL userinfo, bearer
+  and basic tokens, curl's ``-u user:pass``, AWS access key ids, JSON web tokens,
+  vendors' prefixed tokens (GitHub, Slack, Hugging Face, OpenAI, Anthropic, Stripe,
+  Google), PEM private key blocks;
 * the value after a secret-looking command-line option (``--password x``, and
   ``['--token', 'x']`` as a command's list repr shows it);
 * the value of every ``key=value`` / ``key: value`` whose key looks secret
@@ -22,10 +24,10 @@ from __future__ import annotations
 
 import re
 
+from ._shapes import MASK, scrub_shapes
+
 __all__ = ["MASK", "is_secret_key", "is_secret_option", "scrub_patterns"]
 
-#: What replaces a secret.
-MASK = "**********"
 
 _SECRET_KEY_RE = re.compile(
     # "pass" alone, but not a filter's (bandpass, high_pass_hz, passband) nor a
@@ -50,22 +52,6 @@ _NOT_SECRET_KEYS = frozenset(
 )
 _key_cache: dict[str, bool] = {}
 
-# Each pattern runs only when a cheap substring pre-check says it could match, so
-# ordinary strings cost a handful of `in` tests, not a regex scan.
-_USERINFO_RE = re.compile(r"(?P<pre>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s:/@]+:)[^\s/@]+(?=@)")
-_AUTH_RE = re.compile(r"(?P<pre>\b(?:[Bb]earer|[Bb]asic|[Tt]oken)\s+)[A-Za-z0-9\-._~+/]{8,}=*")
-# No leading \b: a literal first character lets the regex engine skip ahead fast.
-_AWS_KEY_RE = re.compile(r"A(?:KIA|SIA|GPA|IDA|ROA|NPA|NVA|IPA)[A-Z0-9]{16}(?![A-Z0-9])")
-#: A JSON web token: base64url header and payload (each JSON, so "eyJ"), signature.
-_JWT_RE = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
-#: GitHub's tokens (ghp_, gho_, ghu_, ghs_, ghr_, github_pat_) and Slack's (xox?-).
-_VENDOR_TOKEN_RE = re.compile(
-    r"\b(?:gh[pousr]_[A-Za-z0-9]{20,}|github_pat_\w{20,}|xox[abprs]-[\w-]{10,})"
-)
-#: A PEM private key, its whole block (an unfinished one to the end of the text).
-_PEM_KEY_RE = re.compile(
-    r"-----BEGIN ([A-Z0-9 ]*PRIVATE KEY)-----.*?(?:-----END \1-----|\Z)", re.DOTALL
-)
 #: What an exception's class name ends with: ``NoCredentialsError: Unable to ...``
 #: is an error's message, not a secret under a key.
 _NOT_A_KEY = ("Error", "Exception", "Warning")
@@ -85,6 +71,9 @@ _SOFT_END_RE = re.compile(
     r"""|[,;&'")}\]](?:\Z|(?=\s))"""  # the end, a blank
     r"""|['")}\]](?=[,;&'")}\]])"""  # a closer before a separator or a closer
 )
+#: A YAML block scalar's header (``key: |``, ``key: >-``): its value is on the lines
+#: that follow, indented more than the key.
+_BLOCK_HEADER_RE = re.compile(r"[|>][1-9+-]{0,2}[ \t]*(?:#[^\r\n]*)?\r?\n")
 #: A bare value shorter than this is left: ``auth: ok``, ``token=5`` are not secrets.
 _MIN_BARE = 4
 _CLOSING = {"{": "}", "[": "]", "(": ")"}
@@ -129,18 +118,7 @@ def scrub_patterns(text: str) -> str:
     Returns:
         The string with each such credential replaced by :data:`MASK`.
     """
-    if "@" in text and "://" in text:
-        text = _USERINFO_RE.sub(r"\g<pre>" + MASK, text)
-    if "earer" in text or "asic " in text or "oken " in text:
-        text = _AUTH_RE.sub(r"\g<pre>" + MASK, text)
-    if "A" in text:
-        text = _AWS_KEY_RE.sub(MASK, text)
-    if "eyJ" in text:
-        text = _JWT_RE.sub(MASK, text)
-    if ("_" in text and "gh" in text and _has_github_prefix(text)) or "xox" in text:
-        text = _VENDOR_TOKEN_RE.sub(MASK, text)
-    if "PRIVATE KEY-----" in text:
-        text = _PEM_KEY_RE.sub(MASK, text)
+    text = scrub_shapes(text)
     pairs = "=" in text or ":" in text
     flags = "--" in text
     if (pairs or flags) and _may_name_a_secret(text):
@@ -149,14 +127,6 @@ def scrub_patterns(text: str) -> str:
         if flags:
             text = _scrub_flags(text)
     return text
-
-
-def _has_github_prefix(text: str) -> bool:
-    # The regex costs ~0.9 us on any text with a "gh" (thought, high): test first.
-    return (
-        "ghp_" in text or "gho_" in text or "ghu_" in text or "ghs_" in text
-        or "ghr_" in text or "github_pat_" in text
-    )  # fmt: skip
 
 
 def _may_name_a_secret(text: str) -> bool:
@@ -266,13 +236,14 @@ def _value_span(text: str, start: int, enclosing: str = "") -> tuple[int, int]:
     ``password=P,ssw0rd`` or ``password=P'ss&w0rd`` is masked whole.
     Bare after ``:`` (YAML, ``key: value`` lines): to the end of the line, as
     YAML reads it, so ``password: two words`` or ``password: P,ssw0rd!`` is masked
-    whole; or, when the key opened with a quote (``{"api_key": 123456}``,
+    whole, and a block scalar's lines (``key: |``) to its end; or, when the key opened with a quote (``{"api_key": 123456}``,
     ``-H "Authorization: Basic x" url``), up to that quote or one of ``,}]``. A
     bare value shorter than
     :data:`_MIN_BARE` is left (``auth: ok``).
     """
     ends = _BARE_END_EQUALS
-    if text[start - 1] == ":":
+    colon = start - 1 if text[start - 1] == ":" else -1
+    if colon >= 0:
         # A quoted key (JSON, a dict's repr) or a pair in a quoted string: its quote
         # ends the value, and so do the separators of the structure around it.
         ends = _BARE_END_COLON | {enclosing, ",", "}", "]"} if enclosing else _BARE_END_COLON
@@ -281,25 +252,101 @@ def _value_span(text: str, start: int, enclosing: str = "") -> tuple[int, int]:
         start += 1
     first = text[start : start + 1]
     if first in _QUOTES:
-        return start + 1, _quote_end(text, start + 1, first)
+        # After a ":" (YAML) a quoted value may go on over lines indented past its
+        # key; JSON and repr() never break a string over lines.
+        column = _key_column(text, colon) if colon >= 0 else None
+        return start + 1, _quote_end(text, start + 1, first, column)
+    if first in "|>" and colon >= 0:  # a block scalar, its key quoted or not
+        header = _BLOCK_HEADER_RE.match(text, start)
+        if header:
+            return _indented_lines(text, header.end(), _key_column(text, colon))
     if first in _CLOSING:
-        return start + 1, _bracket_end(text, start + 1, first)
-    end = start
+        close = _bracket_end(text, start + 1, first)
+        closed = text[close : close + 1] == _CLOSING[first]
+        if closed and _bare_end(text, close + 1, ends) == close + 1:
+            return start + 1, close
+        # Unclosed, or more after the bracket: all of it is the value.
+        end = _bare_end(text, close + 1, ends) if closed else close
+    else:
+        end = _bare_end(text, start, ends)
+    if colon >= 0 and not enclosing and end < size:
+        # A YAML plain scalar goes on over the lines indented past its key.
+        newline = text.find("\n", end)
+        if newline != -1:
+            first_line, last = _indented_lines(text, newline + 1, _key_column(text, colon))
+            if last > first_line:
+                end = last
+    return (start, end) if end - start >= _MIN_BARE else (start, start)
+
+
+def _bare_end(text: str, start: int, ends: frozenset[str] | set[str]) -> int:
+    """Where a bare value from ``start`` ends.
+
+    At a blank, or at a soft end where the value plainly ends (:data:`_SOFT_END_RE`).
+    """
+    end, size = start, len(text)
     while end < size:
         char = text[end]
         if char in ends and (char not in _SOFT_ENDS or _SOFT_END_RE.match(text, end)):
             break
         end += 1
-    return (start, end) if end - start >= _MIN_BARE else (start, start)
+    return end
 
 
-def _quote_end(text: str, start: int, quote: str) -> int:
+def _indented_lines(text: str, start: int, key_column: int) -> tuple[int, int]:
+    """The lines from ``start`` indented past ``key_column``: a YAML value's.
+
+    Blank lines between them are included, and the first line that is not
+    indented past the key ends them; empty (``(start, start)``) when the first
+    non-blank line is not.
+    """
+    end, pos, size = start, start, len(text)
+    while pos < size:
+        line_end = text.find("\n", pos)
+        line_end = size if line_end == -1 else line_end
+        line = text[pos:line_end]
+        if line.strip():
+            if len(line) - len(line.lstrip(" \t")) <= key_column:
+                break
+            end = line_end - (line.endswith("\r"))
+        pos = line_end + 1
+    return (start, end) if end > start else (start, start)
+
+
+def _key_column(text: str, colon: int) -> int:
+    """The column of the key before the ``:`` at ``colon`` (YAML)."""
+    line_start = text.rfind("\n", 0, colon) + 1
+    key_start = colon
+    while key_start > line_start and text[key_start - 1] not in " \t-":
+        key_start -= 1
+    return key_start - line_start
+
+
+def _goes_on(text: str, newline: int, column: int) -> bool:
+    """Whether the line after ``newline`` is blank or indented past ``column``."""
+    end = text.find("\n", newline + 1)
+    line = text[newline + 1 : len(text) if end == -1 else end]
+    return not line.strip() or len(line) - len(line.lstrip(" \t")) > column
+
+
+def _quote_end(text: str, start: int, quote: str, column: int | None = None) -> int:
     """The index of the quote closing a string that starts at ``start``.
 
     A backslash escapes the next character, as in ``repr()`` and JSON; a doubled
-    quote is one quote, as in YAML and SQL. Unclosed, it runs to the end of the
-    line: masking too much beats leaking the rest.
+    quote is one quote, as in YAML and SQL. With a ``column`` (a YAML key's), the
+    string goes on over the lines that are blank or indented past it, as YAML
+    writes a multi-line string; otherwise, or unclosed, it ends with its line:
+    masking too much beats leaking the rest. In a single-quoted YAML string a
+    backslash is itself: where reading it so ends the string later, that end is
+    taken.
     """
+    end = _quote_scan(text, start, quote, column, escapes=True)
+    if quote == "'" and column is not None and "\\" in text[start:end]:
+        end = max(end, _quote_scan(text, start, quote, column, escapes=False))
+    return end
+
+
+def _quote_scan(text: str, start: int, quote: str, column: int | None, *, escapes: bool) -> int:
     size = len(text)
     pos = start
     while pos < size:
@@ -309,9 +356,11 @@ def _quote_end(text: str, start: int, quote: str) -> int:
                 return pos
             pos += 2  # YAML and SQL double a quote inside a quoted string
         elif char == "\n":
-            return pos
+            if column is None or not _goes_on(text, pos, column):
+                return pos
+            pos += 1
         else:
-            pos += 2 if char == "\\" else 1
+            pos += 2 if escapes and char == "\\" else 1
     return size
 
 
