@@ -405,6 +405,9 @@ def test_describe_error_strips_credentials() -> None:
     assert text.startswith("RuntimeError: ")
     assert "u:p@" not in text and "dXNlcjpwYXNz" not in text and "abc" not in text
     assert describe_error(ValueError()) == "ValueError"
+    jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjMifQ.c2lnbmF0dXJl"
+    shaped = describe_error(OSError(f"refused {jwt} with hf_abcdefghijklmnopqrstuvwxyzABCDEFGH"))
+    assert "eyJzdWIi" not in shaped and "hf_abcdefghij" not in shaped
 
 
 def test_retry_after_is_honoured(make_engine: Callable[..., DeliveryEngine]) -> None:

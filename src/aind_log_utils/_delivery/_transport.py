@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+from .._shapes import scrub_shapes
+
 __all__ = ["DeliveryStats", "SendOutcome", "SendResult", "Transport", "describe_error"]
 
 #: Reasons are counted in a dict; keep them short so a chatty server cannot grow it.
@@ -209,7 +211,9 @@ def describe_error(exc: BaseException) -> str:
 
     Keeps the exception type and a sanitised, shortened message: URL userinfo
     (``user:pass@``), ``Authorization``/API-key values, bearer/basic tokens and
-    secret-looking query parameters are replaced by ``***``.
+    secret-looking query parameters are replaced by ``***``, and the credentials
+    with a shape of their own (JWTs, AWS and vendors' keys, PEM blocks) as in log
+    lines (:func:`~.._shapes.scrub_shapes`).
 
     Args:
         exc: the exception (typically raised by a transport).
@@ -225,6 +229,7 @@ def describe_error(exc: BaseException) -> str:
     text = _AUTH_VALUE.sub(r"\1\2***", text)
     text = _SCHEME_TOKEN.sub(r"\1 ***", text)
     text = _QUERY_SECRET.sub(r"\1***", text)
+    text = scrub_shapes(text)  # and every credential with a shape of its own (JWT, keys)
     text = " ".join(text.split())
     if len(text) > _MAX_MESSAGE_CHARS:
         text = text[: _MAX_MESSAGE_CHARS - 3] + "..."
