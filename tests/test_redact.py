@@ -90,6 +90,9 @@ def test_secrets_inside_pydantic_models_v1_and_v2_and_dataclasses() -> None:
         "refresh_token",
         "id_token",
         "csrf_token",
+        "auth_token",
+        "auth_header",
+        "x-auth",
     ],
 )
 def test_secret_looking_keys_any_case(key: str) -> None:
@@ -108,6 +111,9 @@ def test_secret_looking_keys_any_case(key: str) -> None:
         # A language model's settings: its tokenizer, and counts of tokens.
         "tokenizer", "tokenize", "tokenization", "max_tokens", "n_tokens", "num_tokens",
         "prompt_tokens", "token_budget", "tokens_per_s", "token_ids", "token_type",
+        # Settings and counts about authentication.
+        "auth_failures", "auth_attempts", "auth_enabled", "use_auth", "auth_type",
+        "auth_timeout_s",
     ],
 )  # fmt: skip
 def test_ordinary_keys_are_kept(key: str) -> None:

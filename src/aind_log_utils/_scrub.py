@@ -41,7 +41,10 @@ _SECRET_KEY_RE = re.compile(
     r"(?<!max_)(?<!min_)(?<!num_)(?<!^n_)(?<!_n_)(?<!total_)(?<!prompt_)(?<!input_)"
     r"(?<!output_)(?<!completion_)token(?!i[sz])(?!s?[-_]?(?:counts?|budget|limit|len|length"
     r"|per|ids?|type|usage)(?![a-z0-9]))|"
-    r"(?<![a-z])auth(?!or|ent)|oauth|authorization|"  # not author, authority, authentication
+    # "auth", but not author, authority, authentication, nor a setting or a count
+    # about it (auth_failures, auth_enabled, auth_type, auth_timeout_s, use_auth).
+    r"(?<![a-z])(?<!use_)auth(?!or|ent)(?![-_]?(?:failures?|attempts?|errors?|counts?|enabled"
+    r"|required|type|mode|method|provider|timeout\w*|retries)(?![a-z0-9]))|oauth|authorization|"
     r"cookie|credential|private[-_]?key|session[-_]?key|access[-_]?key|signature|"
     r"client[-_]?secret|bearer",
     re.IGNORECASE,
