@@ -239,10 +239,10 @@ def _value_span(text: str, start: int, enclosing: str = "") -> tuple[int, int]:
     ``password=P,ssw0rd`` or ``password=P'ss&w0rd`` is masked whole.
     Bare after ``:`` (YAML, ``key: value`` lines): to the end of the line, as
     YAML reads it, so ``password: two words`` or ``password: P,ssw0rd!`` is masked
-    whole, and a block scalar's lines (``key: |``) to its end; or, when the key opened with a quote (``{"api_key": 123456}``,
+    whole, with the lines indented past its key (a wrapped value, a block scalar's
+    ``key: |``); or, when the key opened with a quote (``{"api_key": 123456}``,
     ``-H "Authorization: Basic x" url``), up to that quote or one of ``,}]``. A
-    bare value shorter than
-    :data:`_MIN_BARE` is left (``auth: ok``).
+    bare value shorter than :data:`_MIN_BARE` is left (``auth: ok``).
     """
     ends = _BARE_END_EQUALS
     colon = start - 1 if text[start - 1] == ":" else -1
@@ -265,11 +265,13 @@ def _value_span(text: str, start: int, enclosing: str = "") -> tuple[int, int]:
             return _indented_lines(text, header.end(), _key_column(text, colon))
     if first in _CLOSING:
         close = _bracket_end(text, start + 1, first)
-        closed = text[close : close + 1] == _CLOSING[first]
-        if closed and _bare_end(text, close + 1, ends) == close + 1:
-            return start + 1, close
-        # Unclosed, or more after the bracket: all of it is the value.
-        end = _bare_end(text, close + 1, ends) if closed else close
+        if text[close : close + 1] != _CLOSING[first]:
+            end = close  # unclosed: all of its line is the value
+        else:
+            end = _bare_end(text, close + 1, ends)
+            if end == close + 1:
+                return start + 1, close
+            # more after the bracket: all of it is the value
     else:
         end = _bare_end(text, start, ends)
     if colon >= 0 and not enclosing and end < size:
@@ -309,7 +311,7 @@ def _indented_lines(text: str, start: int, key_column: int) -> tuple[int, int]:
         line_end = size if line_end == -1 else line_end
         line = text[pos:line_end]
         if line.strip():
-            if len(line) - len(line.lstrip(" \t")) <= key_column:
+            if not _indented_past(line, key_column):
                 break
             end = line_end - (line.endswith("\r"))
         pos = line_end + 1
@@ -329,7 +331,12 @@ def _goes_on(text: str, newline: int, column: int) -> bool:
     """Whether the line after ``newline`` is blank or indented past ``column``."""
     end = text.find("\n", newline + 1)
     line = text[newline + 1 : len(text) if end == -1 else end]
-    return not line.strip() or len(line) - len(line.lstrip(" \t")) > column
+    return not line.strip() or _indented_past(line, column)
+
+
+def _indented_past(line: str, column: int) -> bool:
+    """Whether ``line`` starts with more than ``column`` blanks."""
+    return len(line) - len(line.lstrip(" \t")) > column
 
 
 def _quote_end(text: str, start: int, quote: str, column: int | None = None) -> int:
