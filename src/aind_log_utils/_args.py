@@ -10,9 +10,13 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from ._config import FALSE_WORDS, TRUE_WORDS
 from ._sink import Sink
 
 __all__ = ["check_sinks", "in_code_ocean", "parse_console", "parse_level", "resolve_log_file"]
+
+#: The words that turn an output off: a false boolean's, and "none".
+_OFF_WORDS = FALSE_WORDS | {"none"}
 
 
 def parse_level(value: object, name: str = "level") -> int:
@@ -73,9 +77,9 @@ def parse_console(value: object) -> str | None:
         lowered = value.strip().lower()
         if lowered in ("auto", "json", "text"):
             return lowered
-        if lowered in ("1", "true", "yes", "on"):
+        if lowered in TRUE_WORDS:
             return "auto"
-        if lowered in ("0", "false", "no", "off", "none"):
+        if lowered and lowered in _OFF_WORDS:  # "" names no console mode
             return None
     raise ValueError(f"console: expected True, False, 'json' or 'text', got {value!r}")
 
@@ -100,17 +104,12 @@ def resolve_log_file(value: object, program: str) -> Path | None:
     Raises:
         TypeError: not a path, a bool or None (the message names ``log_file``).
     """
-    if isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on"):
-        value = True
-    elif isinstance(value, str) and value.strip().lower() in (
-        "0",
-        "false",
-        "no",
-        "off",
-        "none",
-        "",
-    ):
-        value = False
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in TRUE_WORDS:
+            value = True
+        elif lowered in _OFF_WORDS:
+            value = False
     if value is None:
         return Path("/results/logs") / f"{program}.jsonl" if in_code_ocean() else None
     if value is False:

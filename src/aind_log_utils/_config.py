@@ -12,7 +12,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ENV_OPTIONS", "env_values", "load_config_file", "parse_bool"]
+__all__ = [
+    "ENV_OPTIONS",
+    "FALSE_WORDS",
+    "TRUE_WORDS",
+    "env_values",
+    "load_config_file",
+    "parse_bool",
+]
 
 #: setup option -> environment variable.
 ENV_OPTIONS: dict[str, str] = {
@@ -24,8 +31,9 @@ ENV_OPTIONS: dict[str, str] = {
     "flush_timeout_s": "AIND_LOG_FLUSH_TIMEOUT_S",
 }
 
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off", ""})
+#: The words of a true and of a false boolean, lower case.
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+FALSE_WORDS = frozenset({"0", "false", "no", "off", ""})
 
 
 def parse_bool(name: str, value: str) -> bool:
@@ -35,9 +43,9 @@ def parse_bool(name: str, value: str) -> bool:
         ValueError: the text is not a boolean (the message names ``name``).
     """
     lowered = value.strip().lower()
-    if lowered in _TRUE:
+    if lowered in TRUE_WORDS:
         return True
-    if lowered in _FALSE:
+    if lowered in FALSE_WORDS:
         return False
     raise ValueError(f"{name}: expected true/false, got {value!r}")
 
