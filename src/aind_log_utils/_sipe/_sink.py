@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import orjson
 
 from .._args import parse_level
 from .._delivery._params import path_param
 from .._sink import EngineSink, SinkHandler
+from ._address import DEFAULT_PORT, parse_sipe_url, sipe_spool_dir
 from ._encode import (
     PACKED_MARK,
     SESSION_LOGGER,
@@ -26,12 +25,11 @@ from ._encode import (
     start_stop_message,
 )
 from ._frame import plain
+from ._template import FrameTemplates
 from ._transport import SipeTransport
 
 __all__ = ["DEFAULT_PORT", "SipeHandler", "SipeSink", "parse_sipe_url", "sipe_spool_dir"]
 
-#: The port of the SIPE log server (``eng-logtools.corp.alleninstitute.org:9000``).
-DEFAULT_PORT = 9000
 #: TCP has no request size limit: bigger batches mean fewer wake-ups of the worker
 #: (each costs it a GIL hand-over from a busy logging thread).
 DEFAULT_MAX_BATCH_BYTES = 4 * 1024 * 1024
@@ -43,64 +41,6 @@ _KIND_BYTES = (b"\x00", b"\x01", b"\x02")
 #: How a plain or a weblog record's frame differs from the record.
 _AS_PLAIN: Mapping[str, Any] = {"weblog": False}
 _AS_WEBLOG: Mapping[str, Any] = {"weblog": True}
-
-
-def parse_sipe_url(url: str) -> tuple[str, int]:
-    """Read the server's host and port from ``http://host:port``, ``tcp://...`` or ``host:port``.
-
-    The standard writes the address as an ``http://`` URL, but the server speaks
-    the stdlib socket-logging protocol over plain TCP, so the scheme only says
-    where to connect.
-
-    Args:
-        url: the address; the port defaults to 9000.
-
-    Returns:
-        ``(host, port)``.
-
-    Raises:
-        TypeError: ``url`` is not a string (the message names ``sipe_url``).
-        ValueError: not an address of those forms (the message names ``sipe_url``).
-    """
-    if not isinstance(url, str):
-        raise TypeError(f"sipe_url: expected a string, got {type(url).__name__}")
-    text = url.strip()
-    if not text:
-        raise ValueError("sipe_url: empty; expected http://host:port, tcp://host:port or host:port")
-    if "://" not in text:
-        text = f"tcp://{text}"
-    parts = urlsplit(text)
-    if parts.scheme.lower() not in ("http", "tcp"):
-        raise ValueError(
-            f"sipe_url: scheme {parts.scheme!r} not supported; the SIPE server speaks the "
-            "socket-logging protocol over TCP (http://host:port, tcp://host:port or host:port)"
-        )
-    if parts.username is not None or parts.password is not None:
-        raise ValueError("sipe_url: the SIPE protocol has no credentials; remove user:password@")
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise ValueError("sipe_url: expected no path, query or fragment after host:port")
-    try:
-        port = parts.port
-    except ValueError:
-        raise ValueError("sipe_url: the port is not a number in 0-65535") from None
-    host = parts.hostname
-    if not host:
-        raise ValueError("sipe_url: no host; expected http://host:port or host:port")
-    if port == 0:
-        raise ValueError("sipe_url: port 0 is not a server's port")
-    return host, DEFAULT_PORT if port is None else port
-
-
-def sipe_spool_dir(host: str, port: int) -> Path:
-    """The default spool directory of a SIPE destination (one per host and port)."""
-    import platformdirs
-
-    digest = hashlib.sha256(f"{host.lower()}:{port}".encode()).hexdigest()[:12]
-    return (
-        Path(platformdirs.user_cache_dir("aind-log-utils", appauthor=False))
-        / "spool"
-        / f"sipe-{digest}"
-    )
 
 
 class SipeSink(EngineSink):
@@ -169,6 +109,7 @@ class SipeSink(EngineSink):
             self.host, self.port, max_batch_bytes=max_batch
         )
         self._transport.expand = self.expand
+        self._templates = FrameTemplates(self._encode_packed)
         #: Who wrote a packed record: (program, aibs_rig_id, aibs_comp_id).
         self._origin = orjson.dumps(
             [self._encoder.program, self._encoder.rig_name_env, self._encoder.comp_id_env]
@@ -299,9 +240,25 @@ class SipeSink(EngineSink):
     def _frame_of(
         self, kind: int, packed: bytes, origin: tuple[str, str | None, str | None] | None
     ) -> bytes | None:
-        """The frame of a packed record (attributes, newline, line); None if unreadable."""
+        """The frame of a packed record (attributes, newline, line); None if unreadable.
+
+        From a template where the record is like one seen before (:mod:`._template`),
+        except a start or stop line, whose frame depends on its message.
+        """
+        attrs, _, line = packed.partition(b"\n")
+        if kind == _START_STOP_KIND:
+            return self._encode_packed(kind, attrs, line, origin)
         try:
-            attrs, _, line = packed.partition(b"\n")
+            return self._templates.frame(kind, attrs, line, origin)
+        except Exception:  # a flaw there must not cost the record
+            return self._encode_packed(kind, attrs, line, origin)
+
+    def _encode_packed(
+        self, kind: int, attrs: bytes, line: bytes,
+        origin: tuple[str, str | None, str | None] | None,
+    ) -> bytes | None:  # fmt: skip
+        """The frame of a packed record, encoded in full; None if unreadable."""
+        try:
             event = orjson.loads(line)
             values = orjson.loads(attrs)
             if type(event) is not dict or type(values) is not list or kind not in _KINDS:
