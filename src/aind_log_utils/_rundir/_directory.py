@@ -31,6 +31,7 @@ from ._convert import mask_secrets, to_plain
 from ._handler import RunLogHandler, root_level_guard
 from ._identity import identity_fields, now
 from ._metrics import METRICS_FILE, MetricsLog
+from ._notes import NoteMixin
 from ._paths import check_run_id
 from ._reader import RunReader
 from ._saving import SaveMixin
@@ -43,7 +44,7 @@ RUN_LOGGER = "aind_log_utils.run"
 _SUBDIRS = ("data", "plots", "artifacts")
 
 
-class RunDirectory(SaveMixin, StoreMixin):
+class RunDirectory(SaveMixin, StoreMixin, NoteMixin):
     """One run directory in the notata layout, with the run's logs in it.
 
     While it is open every record from every logger (INFO and above) also
@@ -376,31 +377,6 @@ class RunDirectory(SaveMixin, StoreMixin):
             self.mark_complete()
         else:
             self.mark_failed(exc)
-
-    def note(self, message: str, level: int = logging.INFO) -> None:
-        """Log a message at ``level`` (notata's ``note``).
-
-        Args:
-            message: the message.
-            level: the level number.
-        """
-        self.logger.log(level, message)
-
-    def info(self, msg: str) -> None:
-        """Log at INFO (notata's ``info``)."""
-        self.logger.info(msg)
-
-    def debug(self, msg: str) -> None:
-        """Log at DEBUG (notata's ``debug``)."""
-        self.logger.debug(msg)
-
-    def warning(self, msg: str) -> None:
-        """Log at WARNING (notata's ``warning``)."""
-        self.logger.warning(msg)
-
-    def error(self, msg: str) -> None:
-        """Log at ERROR (notata's ``error``)."""
-        self.logger.error(msg)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
