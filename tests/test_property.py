@@ -217,6 +217,46 @@ def test_a_bare_secret_value_never_leaks_a_piece(password: str, dump: Any) -> No
     assert out == dump(_redact.MASK)  # masked whole, and all around it kept
 
 
+# Passwords named in prose: a word with a digit in it, one blank after the name.
+prose_passwords = st.text("abcXYZ019!#%+-./?@^_~&'()", min_size=8, max_size=24).filter(
+    lambda pw: (
+        any(c.isdigit() for c in pw)
+        and pw[0] not in "'\"()[]{}<>.,;:!?/~"
+        and pw[-1] not in "'\"()[]{}<>.,;:!?"
+        and "://" not in pw
+    )
+)
+prose_dumps = st.sampled_from(
+    [
+        lambda pw: f"using password {pw} for the db",
+        lambda pw: f"the API key is {pw}.",
+        lambda pw: f"Token {pw} was refused",
+        lambda pw: f"login with passwd {pw}",
+        lambda pw: f"the secret was {pw}",
+        lambda pw: f"access_key {pw} rotated",
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(password=prose_passwords, dump=prose_dumps)
+def test_a_secret_named_in_prose_never_leaks_a_piece(password: str, dump: Any) -> None:
+    out = _redact.redact_text(dump(password))
+    pieces = {password[i : i + 4] for i in range(len(password) - 3)}
+    assert not {p for p in pieces if p in out and p not in dump("") and p not in _redact.MASK}
+    assert out == dump(_redact.MASK)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    word=st.from_regex(r"[a-z]{3,14}", fullmatch=True),
+    # "Token x" is an Authorization scheme's shape, masked whatever x is
+    dump=prose_dumps.filter(lambda dump: not dump("").startswith("Token")),
+)
+def test_a_plain_word_after_a_secrets_name_is_kept(word: str, dump: Any) -> None:
+    assert _redact.redact_text(dump(word)) == dump(word)
+
+
 # Long passwords, spaces and line breaks in them, as PyYAML writes them in its styles
 # (wrapped at 20 or 80 columns, quoted over several lines, or as a literal block).
 long_passwords = st.text(
@@ -245,7 +285,8 @@ def test_a_long_secret_in_any_yaml_style_never_leaks_a_piece(
 # Text with separators, quotes, options and (sometimes) a secret-looking word.
 pieces = st.sampled_from(
     [" ", ":", "=", "--", "'", '"', ",", "{", "}", "\n", "pass", "PWD", "Token", "\u017fecret",
-     "\u212aey", "api_key", "x", "12:30", "Error", "monkey", "auth", "bearer"]
+     "\u212aey", "api_key", "x", "12:30", "Error", "monkey", "auth", "bearer", "password",
+     "pa\u017f\u017fword", " is ", "Ab12cd34!", "hunter22"]
 )  # fmt: skip
 texts = st.lists(st.one_of(pieces, st.text(max_size=4)), max_size=12).map("".join)
 
@@ -260,3 +301,5 @@ def test_the_quick_word_test_never_skips_a_secret_key(text: str) -> None:
     if not _scrub._may_name_a_secret(text):
         assert _scrub._scrub_key_values(text) == text
         assert _scrub._scrub_flags(text) == text
+    if not _scrub._may_name_a_secret_in_prose(text):
+        assert _scrub._PROSE_RE.sub(_scrub._mask_prose, text) == text

@@ -14,7 +14,10 @@
   and config dumps write it; a bracketed value (``{...}``, ``[...]``, ``(...)``) to
   its closing bracket; a bare value after ``=`` up to a blank, or up to one of
   ``,;&'")}]`` where the value plainly ends (the next ``key=``, a blank, the end),
-  after ``:`` to the end of its line (as YAML reads it).
+  after ``:`` to the end of its line (as YAML reads it);
+* a secret named in prose, one blank (or "is", "was") before its value:
+  ``using password hunter22``, when the value looks like a secret (a digit, a
+  sign, a capital after a small letter; not a path or a URL).
 
 Where a value ends is :mod:`._value_span`'s; registered secret values and the
 walking of containers are :mod:`aind_log_utils._redact`'s.
@@ -23,6 +26,7 @@ walking of containers are :mod:`aind_log_utils._redact`'s.
 from __future__ import annotations
 
 import re
+from itertools import pairwise
 
 from ._shapes import MASK, scrub_shapes
 from ._value_span import QUOTES, quote_end, value_span
@@ -63,6 +67,19 @@ _QUOTES_SPACE = " \t'\""
 #: A long option and what separates it from its value: blanks, or ``', '`` in a
 #: list's repr (then ``quote`` is the value's opening quote).
 _FLAG_RE = re.compile(r"--(?P<name>[A-Za-z][\w-]*)(?:['\"],\s*(?P<quote>['\"])|[ \t]+)")
+#: A secret named in prose, its value a blank (or "is", "was") after the word:
+#: ``using password hunter22``, ``the API key is ab12-cd34``. Only a value that looks
+#: like one is masked (:func:`_looks_secret`): ``password reset failed`` and ``token
+#: expired`` are words.
+_PROSE_RE = re.compile(
+    r"(?<![A-Za-z0-9])(?:pass(?:word|wd|phrase)|pwd|secret|token|api[ _-]?key|access[ _-]?key)"
+    r"[ \t]+(?:(?:is|was)[ \t]+)?(?P<value>\S{6,})",
+    re.IGNORECASE,
+)
+#: What may stand around a value in prose without being part of it.
+_PROSE_EDGES = "'\"()[]{}<>.,;:!?"
+#: The shortest value in prose taken for a secret.
+_MIN_PROSE = 6
 
 
 def is_secret_key(key: str) -> bool:
@@ -103,12 +120,17 @@ def scrub_patterns(text: str) -> str:
     text = scrub_shapes(text)
     pairs = "=" in text or ":" in text
     flags = "--" in text
-    if (pairs or flags) and _may_name_a_secret(text):
+    prose = " " in text or "\t" in text
+    if pairs or flags:
+        if not _may_name_a_secret(text):
+            return text
         if pairs:
             text = _scrub_key_values(text)
         if flags:
             text = _scrub_flags(text)
-    return text
+    elif not prose or not _may_name_a_secret_in_prose(text):
+        return text
+    return _PROSE_RE.sub(_mask_prose, text) if prose else text
 
 
 def _may_name_a_secret(text: str) -> bool:
@@ -127,6 +149,39 @@ def _may_name_a_secret(text: str) -> bool:
         or "pwd" in f or "cookie" in f or "credential" in f or "signature" in f
         or "bearer" in f
     )  # fmt: skip
+
+
+def _may_name_a_secret_in_prose(text: str) -> bool:
+    """False when no word of :data:`_PROSE_RE` can be in ``text``.
+
+    Half the tests of :func:`_may_name_a_secret`: this one runs on nearly every message.
+    """
+    f = text.casefold()  # as the regex's IGNORECASE folds (see _may_name_a_secret)
+    return "pass" in f or "pwd" in f or "secret" in f or "token" in f or "key" in f
+
+
+def _mask_prose(match: re.Match[str]) -> str:
+    """A match of :data:`_PROSE_RE` with its value masked, if the value looks secret."""
+    value = match["value"]
+    core = value.strip(_PROSE_EDGES)
+    if len(core) < _MIN_PROSE or not _looks_secret(core):
+        return match[0]
+    start = value.find(core)
+    head = match[0][: match.start("value") - match.start()]
+    return f"{head}{value[:start]}{MASK}{value[start + len(core) :]}"
+
+
+def _looks_secret(word: str) -> bool:
+    """Whether a word after a secret's name in prose looks like the secret.
+
+    It holds a digit, a sign other than a hyphen or an apostrophe, or a capital
+    after a small letter; a path (``/run/secrets/x``) or a URL is not one.
+    """
+    if word.startswith(("/", "~")) or "://" in word:
+        return False
+    if any(char.isdigit() or not (char.isalpha() or char in "-'") for char in word):
+        return True
+    return any(a.islower() and b.isupper() for a, b in pairwise(word))
 
 
 def _scrub_flags(text: str) -> str:
