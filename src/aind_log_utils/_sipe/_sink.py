@@ -25,7 +25,7 @@ from ._encode import (
     start_stop_message,
 )
 from ._frame import plain
-from ._template import FrameTemplates
+from ._template import FrameTemplates, Origin
 from ._transport import SipeTransport
 
 __all__ = ["DEFAULT_PORT", "SipeHandler", "SipeSink", "parse_sipe_url", "sipe_spool_dir"]
@@ -237,9 +237,7 @@ class SipeSink(EngineSink):
         """
         return b"".join((PACKED_MARK, kind, self._origin, b"\n", *packed))
 
-    def _frame_of(
-        self, kind: int, packed: bytes, origin: tuple[str, str | None, str | None] | None
-    ) -> bytes | None:
+    def _frame_of(self, kind: int, packed: bytes, origin: Origin) -> bytes | None:
         """The frame of a packed record (attributes, newline, line); None if unreadable.
 
         From a template where the record is like one seen before (:mod:`._template`),
@@ -253,10 +251,7 @@ class SipeSink(EngineSink):
         except Exception:  # a flaw there must not cost the record
             return self._encode_packed(kind, attrs, line, origin)
 
-    def _encode_packed(
-        self, kind: int, attrs: bytes, line: bytes,
-        origin: tuple[str, str | None, str | None] | None,
-    ) -> bytes | None:  # fmt: skip
+    def _encode_packed(self, kind: int, attrs: bytes, line: bytes, origin: Origin) -> bytes | None:
         """The frame of a packed record, encoded in full; None if unreadable."""
         try:
             event = orjson.loads(line)
