@@ -26,8 +26,6 @@ import threading
 import time
 from pathlib import Path
 
-import psutil
-
 from ._compress import TMP_SUFFIX
 from ._segment import SegmentName
 
@@ -89,6 +87,8 @@ def _writer_alive(
         return time.time() - mtime < FOREIGN_HOST_STALE_S
     if pid == me[1]:
         return token in live_tokens
+    import psutil  # here: 15 ms of every process's start-up, needed only for leftovers
+
     try:
         proc = psutil.Process(pid)
         if proc.status() == psutil.STATUS_ZOMBIE:
