@@ -20,71 +20,16 @@ from typing import Any
 
 import pytest
 
+from _support import RecordingTransport, Switch, poll
 from aind_log_utils import _diagnostics
 from aind_log_utils._delivery import (
     DeliveryEngine,
     DeliveryStats,
-    SendOutcome,
     SendResult,
     describe_error,
 )
 from aind_log_utils._delivery._segment import SegmentName, host_id
 from aind_log_utils._delivery._spool import COMPRESS_FROM, SpoolWriter
-
-Responder = Callable[[list[bytes]], SendResult]
-
-
-class RecordingTransport:
-    """Records every attempt; answers what ``respond`` says; can be held by a gate."""
-
-    def __init__(self, respond: Responder | None = None, *, gate: threading.Event | None = None):
-        self.respond = respond
-        self.gate = gate
-        self.cond = threading.Condition()
-        self.attempts: list[tuple[float, list[bytes]]] = []
-        self.delivered: list[bytes] = []
-        self.in_send = threading.Event()
-
-    def send(self, batch: list[bytes], timeout_s: float) -> SendResult:
-        with self.cond:
-            self.attempts.append((time.monotonic(), list(batch)))
-            self.cond.notify_all()
-        self.in_send.set()
-        if self.gate is not None:
-            self.gate.wait()
-        result = self.respond(batch) if self.respond else SendResult.ok()
-        with self.cond:
-            if result.outcome is SendOutcome.DELIVERED:
-                self.delivered.extend(batch)
-            elif result.outcome is SendOutcome.REJECTED:
-                self.delivered.extend(batch[result.rejected :])
-            self.cond.notify_all()
-        return result
-
-    def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-        with self.cond:
-            assert self.cond.wait_for(predicate, timeout), "transport condition not reached"
-
-    def wait_delivered(self, n: int, timeout: float = 10.0) -> None:
-        self.wait_for(lambda: len(self.delivered) >= n, timeout)
-
-
-class Switch:
-    """A responder that fails (retryable) until switched on."""
-
-    def __init__(self, up: bool = False):
-        self.up = up
-
-    def __call__(self, batch: list[bytes]) -> SendResult:
-        return SendResult.ok() if self.up else SendResult.retry("server away")
-
-
-def poll(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Poll with a deadline (for state with no condition to wait on)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        threading.Event().wait(0.005)
 
 
 def records(n: int, prefix: str = "rec", width: int = 0) -> list[bytes]:

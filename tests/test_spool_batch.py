@@ -9,15 +9,14 @@ SIGKILL window.
 
 from __future__ import annotations
 
-import threading
-import time
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aind_log_utils._delivery import DeliveryEngine, SendResult
+from _support import RecordingTransport, Switch, poll
+from aind_log_utils._delivery import DeliveryEngine
 from aind_log_utils._delivery._segment import FRAME_OVERHEAD, MAGIC, SegmentName, read_segment
 from aind_log_utils._delivery._spool import Spool
 from aind_log_utils._delivery._writer import PENDING_BYTES
@@ -130,35 +129,21 @@ def test_a_batch_stops_at_the_cap_and_the_rest_is_told_apart(tmp_path: Path) -> 
         spool.release()
 
 
-class _Away:
-    """A transport whose server is away until ``up`` is set; records what it took."""
-
-    def __init__(self) -> None:
-        self.up = threading.Event()
-        self.delivered: list[bytes] = []
-
-    def send(self, batch: list[bytes], timeout_s: float) -> SendResult:
-        if not self.up.is_set():
-            return SendResult.retry("server away")
-        self.delivered.extend(batch)
-        return SendResult.ok()
-
-
-def _spilling_engine(tmp_path: Path, transport: _Away, **options: object) -> DeliveryEngine:
+def _spilling_engine(
+    tmp_path: Path, transport: RecordingTransport, **options: object
+) -> DeliveryEngine:
     engine = DeliveryEngine(
         "batch", transport, spool_dir=tmp_path / "spool", batch_wait_s=0,
         retry_start_s=0.01, retry_max_s=0.02, **options,  # type: ignore[arg-type]
     )  # fmt: skip
     engine.submit(b"first")
-    deadline = time.monotonic() + 10
-    while not engine.spilling:  # the first attempt failed: the engine spools
-        assert time.monotonic() < deadline, "the engine never started spooling"
-        threading.Event().wait(0.005)
+    poll(lambda: engine.spilling)  # the first attempt failed: the engine spools
     return engine
 
 
 def test_batches_spooled_while_the_server_is_away_arrive_once_in_order(tmp_path: Path) -> None:
-    transport = _Away()
+    server = Switch()
+    transport = RecordingTransport(server)
     engine = _spilling_engine(tmp_path, transport, max_spool_bytes=4 << 20)  # 512 KiB segments
     try:
         items = [b"item-%05d-" % i + b"z" * 300 for i in range(3000)]  # ~1 MB: 3 segments
@@ -167,7 +152,7 @@ def test_batches_spooled_while_the_server_is_away_arrive_once_in_order(tmp_path:
         engine.submit_many([b"odd", bytearray(b"bytearray"), "not bytes"])  # type: ignore[list-item]
         stats = engine.stats()
         assert stats.spooled == 1 + 3000 + 2 and stats.dropped == {"invalid_item": 1}
-        transport.up.set()
+        server.up = True
         assert engine.flush(20)
         assert transport.delivered == [b"first", *items, b"odd", b"bytearray"]
         assert engine.stats().replayed == 3003
@@ -176,7 +161,8 @@ def test_batches_spooled_while_the_server_is_away_arrive_once_in_order(tmp_path:
 
 
 def test_a_batch_over_the_spool_cap_drops_and_counts_exactly_the_rest(tmp_path: Path) -> None:
-    transport = _Away()
+    server = Switch()
+    transport = RecordingTransport(server)
     engine = _spilling_engine(tmp_path, transport, max_spool_bytes=64 * 1024)
     try:
         items = [b"item-%05d-" % i + b"z" * 500 for i in range(400)]  # ~208 kB
@@ -184,7 +170,7 @@ def test_a_batch_over_the_spool_cap_drops_and_counts_exactly_the_rest(tmp_path: 
         stats = engine.stats()
         dropped = stats.dropped.get("spool_full", 0)
         assert dropped > 0 and stats.spooled + dropped == 401
-        transport.up.set()
+        server.up = True
         assert engine.flush(20)
         assert transport.delivered == [b"first", *items[: 400 - dropped]]
     finally:
