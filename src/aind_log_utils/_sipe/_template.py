@@ -57,6 +57,13 @@ _DOUBLE = struct.Struct(">d")
 _TS_MARK = b"aind-sipe-template-timestamp-0f3c"
 _MSG_MARK = b"aind-sipe-template-message-9b7e"
 _FLOAT_MARKS = (-1.2345678901234567e-301, -2.3456789012345677e-301, -3.456789012345679e-301)
+#: The float markers as the stand-in's JSON writes them.
+_FLOAT_MARKS_JSON = tuple(orjson.dumps(mark) for mark in _FLOAT_MARKS)
+#: The five markers as the stand-in's pickle holds them (opcode, then the value).
+_MARKS_PICKLED = (
+    *(b"X" + _U32.pack(len(mark)) + mark for mark in (_TS_MARK, _MSG_MARK)),
+    *(b"G" + _DOUBLE.pack(mark) for mark in _FLOAT_MARKS),
+)
 #: How many templates, and keys seen once, are kept at most (then forgotten at once).
 MAX_TEMPLATES = 256
 MAX_SEEN = 1024
@@ -149,10 +156,9 @@ class FrameTemplates:
     def _make(self, key: tuple[Any, ...], values: _Values, full: bytes) -> Template | None:
         """The template of a key, checked on the record at hand (None if none fits)."""
         kind, origin, head, thread, process, middle, rest = key
-        marks = [orjson.dumps(mark) for mark in _FLOAT_MARKS]
         stand_in = self._encode(
             kind,
-            b",".join((head, *marks, thread, process)),
+            b",".join((head, *_FLOAT_MARKS_JSON, thread, process)),
             b"".join((_LINE_START, _TS_MARK, middle, _MSG_MARK, rest)),
             origin,
         )
@@ -161,9 +167,7 @@ class FrameTemplates:
         body = stand_in[LENGTH.size :]
         # Where each value sits in the stand-in's pickle (after its opcode).
         slots: list[tuple[int, int, int]] = []
-        encoded = [b"X" + _U32.pack(len(mark)) + mark for mark in (_TS_MARK, _MSG_MARK)]
-        encoded += [b"G" + _DOUBLE.pack(mark) for mark in _FLOAT_MARKS]
-        for index, piece in enumerate(encoded):
+        for index, piece in enumerate(_MARKS_PICKLED):
             at = body.find(piece)
             if at < 0 or body.find(piece, at + 1) >= 0:
                 return None
