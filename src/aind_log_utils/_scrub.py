@@ -144,11 +144,9 @@ def _may_name_a_secret(text: str) -> bool:
     f = text.casefold()
     # Every word of the pattern holds one of these; written out, the tests cost
     # half of what any() over a tuple of them did.
-    return (
-        "key" in f or "pass" in f or "token" in f or "secret" in f or "auth" in f
-        or "pwd" in f or "cookie" in f or "credential" in f or "signature" in f
-        or "bearer" in f
-    )  # fmt: skip
+    return _names_a_prose_secret(f) or (
+        "auth" in f or "cookie" in f or "credential" in f or "signature" in f or "bearer" in f
+    )
 
 
 def _may_name_a_secret_in_prose(text: str) -> bool:
@@ -156,8 +154,18 @@ def _may_name_a_secret_in_prose(text: str) -> bool:
 
     Half the tests of :func:`_may_name_a_secret`: this one runs on nearly every message.
     """
-    f = text.casefold()  # as the regex's IGNORECASE folds (see _may_name_a_secret)
-    return "pass" in f or "pwd" in f or "secret" in f or "token" in f or "key" in f
+    return _names_a_prose_secret(text.casefold())  # folded as the regex's IGNORECASE folds
+
+
+def _names_a_prose_secret(folded: str) -> bool:
+    """Whether casefolded text holds a word every name in :data:`_PROSE_RE` holds."""
+    return (
+        "pass" in folded
+        or "pwd" in folded
+        or "secret" in folded
+        or "token" in folded
+        or ("key" in folded)
+    )
 
 
 def _mask_prose(match: re.Match[str]) -> str:
