@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import orjson
 import psutil
 import pytest
 
-from _support import FAST, loki_session_to
+from _support import FAST, loki_session_to, poll
 from aind_log_utils import setup_logging
 from aind_log_utils._delivery._link import WRITE_EVERY_S, ProcessLink
 from aind_log_utils._delivery._spool import read_segment
@@ -239,6 +240,38 @@ def test_records_a_hung_sender_never_took_are_spooled_at_close(
         link._sender.proc.wait(10)
     items = [i for p in (tmp_path / "s").glob("*.spool") for i in read_segment(p).items]
     assert len(items) == 200  # on disk, for the next start
+
+
+def test_the_links_thread_waits_quietly_for_a_sender_that_is_not_ready(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Until the sender says it is ready nothing is written to its pipe: the link's
+    thread must not wake every time the empty pipe has room (that loop took the GIL
+    from the program thousands of times while a sender started)."""
+    from aind_log_utils._delivery import _sender
+
+    monkeypatch.setattr(_sender, "HOST_ARGS", ("-c", "import time; time.sleep(60)"))
+    sink = LokiSink("http://127.0.0.1:9", spool_dir=tmp_path / "s", **FAST)
+    link = sink.engine
+    assert isinstance(link, ProcessLink) and link._sender is not None
+    try:
+        for i in range(200):
+            sink.push_event({"level": "INFO"}, b'{"i":%d}' % i, time.time_ns() + i)
+        thread = next(t for t in threading.enumerate() if t.name == "aind-log-loki-link")
+        poll(lambda: not link.pending and bool(link._buf), 10)  # framed, not written
+
+        def cpu_s() -> float:
+            times = next(t for t in psutil.Process().threads() if t.id == thread.native_id)
+            return float(times.user_time + times.system_time)
+
+        before = cpu_s()
+        threading.Event().wait(1.0)  # the window watched: ten of the link's ticks
+        assert cpu_s() - before < 0.1  # spinning, it took most of the second
+        assert link._state == "live" and not link._ready
+    finally:
+        link._sender.proc.kill()
+        link._sender.proc.wait(10)
+        sink.close(0)
 
 
 def test_records_past_a_full_buffer_are_sent_from_this_process(

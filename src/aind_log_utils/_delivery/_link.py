@@ -193,7 +193,10 @@ class ProcessLink(Handover):
 
         At once when the pipe has room for a backlog, else every
         :data:`WRITE_EVERY_S` (so a quiet program's last records do not wait for
-        the next 64 KiB).
+        the next 64 KiB). Before the sender is ready nothing is written, so an
+        empty pipe's room is no reason to wake: the sender's start (a tenth of a
+        second or more) is waited out on the tick, not in a loop that takes the
+        GIL from the program thousands of times.
         """
         tick = self._tick
         while True:
@@ -204,7 +207,7 @@ class ProcessLink(Handover):
                     self._pack_pending()
                 if self._buf:
                     self._write_some()
-                backlog, fd = bool(self._buf), self._fd
+                backlog, fd = bool(self._buf) and self._ready, self._fd
             if backlog:  # the pipe was full: wake when the sender has read some
                 try:
                     select.select([], [fd], [], WRITE_EVERY_S)
