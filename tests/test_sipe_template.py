@@ -222,6 +222,47 @@ def test_drawn_records_give_the_frames_the_full_encoding_gives(
         sink.close(0)
 
 
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    pool=st.lists(extras_maps, min_size=1, max_size=3),
+    records=st.lists(
+        st.tuples(
+            st.integers(0, 2),  # which extras
+            st.sampled_from([0, 1]),  # kind
+            st.sampled_from([None, ORIGIN]),
+            st.sampled_from(["INFO", "WARNING"]),
+            st.one_of(unescaped, texts),
+            st.one_of(st.just("2026-12-02T10:00:00.123456Z"), unescaped),
+            st.tuples(st.floats(0, 2e9), st.floats(0, 999), st.floats(0, 1e7)),
+        ),
+        min_size=2,
+        max_size=12,
+    ),
+)
+def test_records_of_several_keys_in_any_order_give_the_full_encodings_frames(
+    tmp_path_factory: pytest.TempPathFactory,
+    pool: list[dict[str, Any]],
+    records: list[tuple[int, int, Any, str, str, str, tuple[float, float, float]]],
+) -> None:
+    """The template used last is tried first, without its key: a record of another
+    key (other extras, kind, writer or level) right after it must not take it."""
+    sink = SipeSink(
+        "127.0.0.1:9", delivery="thread", program="p",
+        spool_dir=tmp_path_factory.mktemp("s"), **FAST,
+    )  # fmt: skip
+    try:
+        templates = FrameTemplates(sink._encode_packed)
+        for which, kind, origin, level, message, timestamp, times in [*records, *records]:
+            extras = pool[which % len(pool)]
+            attrs, line = packed(message, timestamp, times, extras, level)
+            assert templates.frame(kind, attrs, line, origin) == sink._encode_packed(
+                kind, attrs, line, origin
+            )
+        event("filled from a template" if templates.filled else "all encoded in full")
+    finally:
+        sink.close(0)
+
+
 # -- end to end ------------------------------------------------------------------------
 
 

@@ -25,6 +25,10 @@ How a template is made and when it is used:
   Everything else of the record being the same bytes, its JSON reads the same
   way up to each value and after it, so the frame is the one the full encoding
   would give: a property test compares the two on drawn records.
+- The template used last is tried first, without a key: a record that starts
+  and ends with its key's bytes around the five values has that key (checked
+  as the key is cut, below), and building and hashing a key of the line's
+  whole tail was a sixth of a frame's cost.
 - Where templates do not pay (nearly every record unlike any other), they are
   left off for a while and tried again later.
 """
@@ -77,6 +81,11 @@ _REST = 65536
 #: values in the frame (0 timestamp, 1 message, 2-4 the times) and the length
 #: of everything but the two strings' bytes.
 Template = tuple[tuple[bytes, ...], tuple[int, ...], int]
+#: The template used last, with its key's bytes as a record holds them: kind,
+#: origin, the attributes before the times (with the comma after them), the
+#: attributes after them (",thread,process"), the line between the timestamp and
+#: the message, the line after the message.
+_Recent = tuple[int, Origin, bytes, bytes, bytes, bytes, Template]
 
 
 class FrameTemplates:
@@ -91,6 +100,7 @@ class FrameTemplates:
         self._templates: dict[tuple[Any, ...], Template | None] = {}
         self._seen: set[tuple[Any, ...]] = set()
         self._tried = self._hits = self._resting = 0
+        self._recent: _Recent | None = None
         #: Records framed from a template (for tests and benchmarks).
         self.filled = 0
 
@@ -99,6 +109,11 @@ class FrameTemplates:
         if self._resting:
             self._resting -= 1
             return self._encode(kind, attrs, line, origin)
+        recent = self._recent
+        if recent is not None:
+            filled = self._fill_recent(recent, kind, attrs, line, origin)
+            if filled is not None:
+                return filled
         # The attributes are [7 values, created, msecs, relativeCreated, thread,
         # process]; the line starts with its timestamp, then level and message.
         # (Inline, not a helper: this is the sender's hot path.)
@@ -118,7 +133,8 @@ class FrameTemplates:
             return self._encode(kind, attrs, line, origin)
         head, created, msecs, relative, thread, process = parts
         key = (kind, origin, head, thread, process, line[stamp_end:message], line[message_end:])
-        values = (line[_STAMP:stamp_end], line[message:message_end], created, msecs, relative)
+        times = b",".join((created, msecs, relative))
+        values = (line[_STAMP:stamp_end], line[message:message_end], times)
         self._tried += 1
         if self._tried >= _CHECK_EVERY and self._rest_if_poor():
             return self._encode(kind, attrs, line, origin)
@@ -133,15 +149,71 @@ class FrameTemplates:
                 self._seen.discard(key)
                 if len(self._templates) >= MAX_TEMPLATES:
                     self._templates.clear()
-                self._templates[key] = self._make(key, values, full)
+                    self._recent = None
+                made = self._templates[key] = self._make(key, values, full)
+                if made is not None:
+                    self._remember(key, made)
             return full
         if template is not None:
             filled = _fill(template, values)
             if filled is not None:
                 self._hits += 1
                 self.filled += 1
+                self._remember(key, template)
                 return filled
         return self._encode(kind, attrs, line, origin)
+
+    def _fill_recent(
+        self, recent: _Recent, kind: int, attrs: bytes, line: bytes, origin: Origin
+    ) -> bytes | None:
+        """The frame from the template used last, if the record has its key; else None.
+
+        The record has the key when it is the key's bytes around the five values:
+        its attributes start with those before the times and end with
+        ",thread,process" (neither holds a comma of the times, so ``rsplit`` would
+        cut the same parts), its line holds the key's middle right after the
+        timestamp's closing quote (which ends with the only ``"message":"``
+        there) and ends with the key's tail (which starts with a quote), and no
+        quote or backslash lies between them (so the message's first quote is
+        that one, as :meth:`frame` finds it).
+        """
+        was_kind, was_origin, head, tail, middle, rest, template = recent
+        if (
+            kind != was_kind
+            or origin != was_origin
+            or not attrs.startswith(head)
+            or not attrs.endswith(tail)
+            or not line.startswith(_LINE_START)
+            or not line.endswith(rest)
+        ):
+            return None
+        stamp_end = line.find(b'"', _STAMP)
+        message = stamp_end + len(middle)
+        message_end = len(line) - len(rest)
+        if (
+            stamp_end < 0
+            or message > message_end
+            or not line.startswith(middle, stamp_end)
+            or line.find(b'"', message, message_end) >= 0
+            or line.find(b"\\", _STAMP, message_end) >= 0
+        ):
+            return None
+        # What lies between must be the three times: _fill reads exactly three floats.
+        times = attrs[len(head) : len(attrs) - len(tail)]
+        filled = _fill(template, (line[_STAMP:stamp_end], line[message:message_end], times))
+        if filled is not None:
+            self._tried += 1
+            self._hits += 1
+            self.filled += 1
+            if self._tried >= _CHECK_EVERY:
+                self._rest_if_poor()
+        return filled
+
+    def _remember(self, key: tuple[Any, ...], template: Template) -> None:
+        """Make ``template`` (of ``key``) the one :meth:`frame` tries first."""
+        kind, origin, head, thread, process, middle, rest = key
+        self._recent = (kind, origin, head + b",", b"," + thread + b"," + process, middle, rest,
+                        template)  # fmt: skip
 
     def _rest_if_poor(self) -> bool:
         """Leave templates off for a while if few records used one; True if so."""
@@ -150,6 +222,7 @@ class FrameTemplates:
             self._resting = _REST
             self._templates.clear()
             self._seen.clear()
+            self._recent = None
         self._tried = self._hits = 0
         return poor
 
@@ -184,18 +257,18 @@ class FrameTemplates:
 
 
 _NONE_YET: Any = object()
-#: A record's five values as its JSON holds them: timestamp, message, and the three times.
-_Values = tuple[bytes, bytes, bytes, bytes, bytes]
+#: A record's five values as its JSON holds them: the timestamp, the message, and
+#: the three times with the two commas between them.
+_Values = tuple[bytes, bytes, bytes]
 
 
 def _fill(template: Template, values: _Values) -> bytes | None:
     """The frame from ``template`` and a record's five values (None if one does not fit)."""
-    stamp, message, created, msecs, relative = values
-    # The three times must be floats, as in the template: JSON writes an int, a
-    # null or a string otherwise (a slice holds no comma, but two may make a string).
+    stamp, message, times = values
+    # Exactly three times, each a float as in the template: JSON writes an int, a
+    # null or a string otherwise (and a string may hold commas).
     try:
-        times = orjson.loads(b"[%b,%b,%b]" % (created, msecs, relative))
-        first, second, third = times
+        first, second, third = orjson.loads(b"[%b]" % times)
     except ValueError:
         return None
     if type(first) is not float or type(second) is not float or type(third) is not float:
