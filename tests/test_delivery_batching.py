@@ -13,6 +13,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ import pytest
 
 from _support import FAST, loki_session_to, sipe_session_to
 from aind_log_utils._delivery._link import PACK_EVERY, WRITE_EVERY_S, ProcessLink
+from aind_log_utils._delivery._wire import HEADER
 from aind_log_utils._loki import LokiSink
 from aind_log_utils._loki._sink import _WITH_CREATED
 from aind_log_utils.testing import LokiReceiver, SipeReceiver
@@ -36,6 +38,11 @@ def arrived(receiver: LokiReceiver) -> list[dict[str, Any]]:
     """The stored lines, parsed; and none was sent twice (the receiver would drop it)."""
     assert receiver.dropped["duplicate"] == 0
     return [orjson.loads(line) for line in receiver.lines()]
+
+
+def framed(prefix: bytes, payload: bytes) -> tuple[bytes, bytes]:
+    """A record's two pieces as ``hand`` puts them in the link's list."""
+    return HEADER.pack(len(prefix) + len(payload)) + prefix, payload
 
 
 def link_of(sink: LokiSink) -> ProcessLink:
@@ -151,9 +158,9 @@ def test_a_record_handed_over_as_the_sender_was_lost_is_delivered(
             time.sleep(0.01)  # polling the link's state with a deadline
         assert not link.batching
         # What such threads appended: a record the sender reads back (flag 0).
-        link.pending.append((_WITH_CREATED.pack(0, time.time()), b'{"level":"INFO","i":1}\n'))
+        link.pending += framed(_WITH_CREATED.pack(0, time.time()), b'{"level":"INFO","i":1}\n')
         sink.push_event(event, b'{"level":"INFO","i":2}\n', time.time_ns())
-        link.pending.append((_WITH_CREATED.pack(0, time.time()), b'{"level":"INFO","i":3}\n'))
+        link.pending += framed(_WITH_CREATED.pack(0, time.time()), b'{"level":"INFO","i":3}\n')
     finally:
         sink.close(10)
     assert receiver.wait_for(4, 10)
@@ -170,14 +177,14 @@ def test_a_record_appended_as_batching_stops_is_not_left_waiting(
     link = link_of(sink)
     event = {"level": "INFO", "message": "m"}
 
-    class LostBeforeAppend(list[tuple[bytes, bytes]]):
-        def append(self, item: tuple[bytes, bytes]) -> None:
+    class LostBeforeAppend(list[bytes]):
+        def __iadd__(self, pieces: Iterable[bytes]) -> list[bytes]:  # type: ignore[override, misc]
             assert link._sender is not None
             link._sender.proc.send_signal(signal.SIGKILL)
             deadline = time.monotonic() + 10
             while link._state == "live" and time.monotonic() < deadline:
                 time.sleep(0.01)  # polling the link's state with a deadline
-            super().append(item)
+            return super().__iadd__(pieces)
 
     try:
         sink.handle_event(event, b'{"level":"INFO","i":0}\n', record(0))
@@ -213,7 +220,7 @@ def test_a_signal_handler_that_logs_inside_the_links_work_neither_waits_nor_lose
         answers.append(time.monotonic() - start)
 
     def interrupted() -> None:
-        if not answers and len(link.pending) >= PACK_EVERY:  # the batch, not a definition
+        if not answers and len(link.pending) >= 2 * PACK_EVERY:  # the batch, not a definition
             handler()
         framing()
 

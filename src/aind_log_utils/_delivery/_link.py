@@ -6,9 +6,9 @@ wait) while the program is busy logging, the two threads trade it through
 futex wake-ups and forced switches, and the program pays for every one: on a
 2-core VM that cost twice what the file sink does per record. With
 ``delivery="process"`` (the default where it works), a sink hands each record to
-a :class:`ProcessLink`: the caller's thread appends it (a few bytes the sink
-packed, and the JSON line) to a list; every :data:`PACK_EVERY` records it frames
-them into a buffer in one go, and every 64 KiB writes the buffer to a
+a :class:`ProcessLink`: the caller's thread appends it (its wire header with a
+few bytes the sink packed, and the JSON line) to a list; every
+:data:`PACK_EVERY` records it joins them into a buffer in one go, and every 64 KiB writes the buffer to a
 non-blocking pipe (:mod:`._handover`). A sender process (:mod:`._host`, started
 by :mod:`._sender`) builds the same sink in thread mode and does everything
 else (encoding, batching, retries, the spool) on its own GIL.
@@ -50,7 +50,7 @@ from .._diagnostics import diagnose
 from ._handover import CLOSED, LIVE, LOCAL, PACK_EVERY, UNSPAWNED, Handover
 from ._lifecycle import manage, release
 from ._sender import SenderProcess, merge_counters
-from ._wire import split_frames
+from ._wire import records_of, split_frames
 
 __all__ = [
     "PACK_EVERY",
@@ -123,9 +123,9 @@ class ProcessLink(Handover):
         self._tick = threading.Event()
         self._errors = 0
         self._dropped: dict[str, int] = {}
-        #: Records handed over and not framed yet, ``(prefix, payload)`` each; the
-        #: caller appends without the lock (one ``list.append``, atomic).
-        self.pending: list[tuple[bytes, bytes]] = []
+        #: Records handed over and not in the buffer yet, two pieces each (framed
+        #: head, payload); the caller extends it without the lock (atomic).
+        self.pending: list[bytes] = []
         #: True while :meth:`hand` may leave records in :attr:`pending` (the
         #: sender is live and the link's thread frames them within its tick).
         self.batching = False
@@ -246,7 +246,7 @@ class ProcessLink(Handover):
         """Hand the buffered and pending records to the local sink (under the lock); how many."""
         buffered, self._buf = self._buf, bytearray()
         records = [payload for control, payload in split_frames(buffered)[0] if not control]
-        records += [prefix + payload for prefix, payload in self._take_pending()]
+        records += records_of(self._take_pending())
         if records:
             self._ensure_local().host_records(records)
         return len(records)

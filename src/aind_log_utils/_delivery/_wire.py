@@ -17,7 +17,7 @@ import pickle
 import struct
 from typing import Any
 
-__all__ = ["CONTROL_BIT", "HEADER", "control_frame", "split_frames"]
+__all__ = ["CONTROL_BIT", "HEADER", "control_frame", "records_of", "split_frames"]
 
 HEADER = struct.Struct(">I")
 #: Set in a header: the frame is a control message, not a record.
@@ -28,6 +28,16 @@ def control_frame(message: dict[str, Any]) -> bytes:
     """One control frame (header and pickled message)."""
     payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
     return HEADER.pack(CONTROL_BIT | len(payload)) + payload
+
+
+def records_of(pieces: list[bytes]) -> list[bytes]:
+    """The records of framed pieces (head, payload, head, payload, ...), headers cut off.
+
+    A head is a record's wire header and what its sink packed in front of the
+    payload (see :meth:`~._handover.Handover.hand`).
+    """
+    size = HEADER.size
+    return [head[size:] + payload for head, payload in zip(pieces[::2], pieces[1::2], strict=True)]
 
 
 def split_frames(data: bytes | bytearray, start: int = 0) -> tuple[list[tuple[bool, bytes]], int]:

@@ -50,8 +50,15 @@ _MAX_FRAMES = 1024
 _WITH_CREATED = struct.Struct(">Bd")
 #: In front of :meth:`LokiSink.push_event`'s line: flag 1 and the entry's time in ns.
 _WITH_EVENT = struct.Struct(">Bq")
-#: In front of a hinted record's line: flag 2, ``created`` and the frame's id.
-_pack_hinted = HINTED.pack
+#: A handed-over record's head: its wire header (the length of what follows), then
+#: flag 2, ``created`` and the frame's id (a hinted record), or flag 0 and
+#: ``created`` (a line the sender reads back). One struct call each.
+_HINTED_HEAD = struct.Struct(">I" + HINTED.format.lstrip(">"))
+_CREATED_HEAD = struct.Struct(">I" + _WITH_CREATED.format.lstrip(">"))
+_pack_hinted_head = _HINTED_HEAD.pack
+_pack_created_head = _CREATED_HEAD.pack
+_HINTED_SIZE = HINTED.size
+_CREATED_SIZE = _WITH_CREATED.size
 
 
 class LokiSink(EngineSink):
@@ -274,9 +281,10 @@ class LokiSink(EngineSink):
         except Exception:  # an odd mapping: the sender reads the line back
             frame_id = 0
         if frame_id:
-            link.hand(_pack_hinted(FLAG_HINTED, record.created, frame_id), line)
+            size = _HINTED_SIZE + len(line)
+            link.hand(_pack_hinted_head(size, FLAG_HINTED, record.created, frame_id), line)
         else:
-            link.hand(_WITH_CREATED.pack(0, record.created), line)
+            link.hand(_pack_created_head(_CREATED_SIZE + len(line), 0, record.created), line)
 
     def _new_frame_id(self, event: Mapping[str, Any], link: Any) -> int:
         """The id of a frame the quick lookup did not find (defined to the sender if new).

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import struct
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -38,6 +39,9 @@ _START_STOP_NAME = "START_STOP"
 _PLAIN_KIND, _WEBLOG_KIND, _START_STOP_KIND = 0, 1, 2
 _KINDS = (_PLAIN_KIND, _WEBLOG_KIND, _START_STOP_KIND)
 _KIND_BYTES = (b"\x00", b"\x01", b"\x02")
+#: A packed record's wire header (the length of what follows) and its kind byte.
+_pack_head = struct.Struct(">IB").pack
+_ATTRS_OPTIONS = orjson.OPT_APPEND_NEWLINE
 #: How a plain or a weblog record's frame differs from the record.
 _AS_PLAIN: Mapping[str, Any] = {"weblog": False}
 _AS_WEBLOG: Mapping[str, Any] = {"weblog": True}
@@ -178,15 +182,20 @@ class SipeSink(EngineSink):
             # Process delivery (the sender encodes), or a thread-mode engine that
             # spools while the server is away (the frame is made when the record is
             # sent, not now: pickling took a third of a record's time). The caller
-            # packs what the line lacks (the record's own attributes) in front of it.
+            # packs what the line lacks (the record's own attributes, and a newline)
+            # in front of it.
             try:
-                attrs = orjson.dumps(get_record_attrs(record.__dict__), default=str)
+                attrs = orjson.dumps(
+                    get_record_attrs(record.__dict__), default=str, option=_ATTRS_OPTIONS
+                )
             except (KeyError, TypeError):  # a hand-made record, or a factory's objects
-                attrs = orjson.dumps([plain(value) for value in record_values(record)])
+                attrs = orjson.dumps(
+                    [plain(value) for value in record_values(record)], option=_ATTRS_OPTIONS
+                )
             if link is not None:
-                link.hand(_KIND_BYTES[kind] + attrs + b"\n", line)
+                link.hand(_pack_head(1 + len(attrs) + len(line), kind) + attrs, line)
             else:
-                self.engine.submit(self._spool_form(_KIND_BYTES[kind], attrs, b"\n", line))
+                self.engine.submit(self._spool_form(_KIND_BYTES[kind], attrs, line))
         except Exception:
             self.engine._count_error("encode", RuntimeError("encoding failed"))
 
