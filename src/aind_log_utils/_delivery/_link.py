@@ -8,8 +8,8 @@ futex wake-ups and forced switches, and the program pays for every one: on a
 ``delivery="process"`` (the default where it works), a sink hands each record to
 a :class:`ProcessLink`: the caller's thread appends it (its wire header with a
 few bytes the sink packed, and the JSON line) to a list; every
-:data:`PACK_EVERY` records it joins them into a buffer in one go, and every 64 KiB writes the buffer to a
-non-blocking pipe (:mod:`._handover`). A sender process (:mod:`._host`, started
+:data:`PACK_EVERY` records it joins them into a buffer in one go, and every 64
+KiB writes the buffer to a non-blocking pipe (:mod:`._handover`). A sender process (:mod:`._host`, started
 by :mod:`._sender`) builds the same sink in thread mode and does everything
 else (encoding, batching, retries, the spool) on its own GIL.
 
