@@ -11,6 +11,8 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -219,9 +221,11 @@ def test_a_sender_that_fails_to_start_loses_nothing(
         sink.close()
 
 
-def test_records_a_hung_sender_never_took_are_spooled_at_close(
+@contextmanager
+def hung_sender_sink(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+) -> Iterator[tuple[LokiSink, ProcessLink]]:
+    """A Loki sink whose sender never reads its pipe nor says it is ready, 200 records in."""
     from aind_log_utils._delivery import _sender
 
     monkeypatch.setattr(_sender, "HOST_ARGS", ("-c", "import time; time.sleep(60)"))
@@ -231,13 +235,21 @@ def test_records_a_hung_sender_never_took_are_spooled_at_close(
     try:
         for i in range(200):
             sink.push_event({"level": "INFO"}, b'{"i":%d}' % i, time.time_ns() + i)
+        yield sink, link
+    finally:
+        link._sender.proc.kill()
+        link._sender.proc.wait(10)
+        sink.close(0)  # if the test did not
+
+
+def test_records_a_hung_sender_never_took_are_spooled_at_close(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with hung_sender_sink(tmp_path, monkeypatch) as (sink, _):
         start = time.monotonic()
         sink.close(0.5)
         assert time.monotonic() - start < 0.5 + 1.0 + 1.0  # the bound, its grace, slack
         assert sink.counters()["spooled"] == 200
-    finally:
-        link._sender.proc.kill()
-        link._sender.proc.wait(10)
     items = [i for p in (tmp_path / "s").glob("*.spool") for i in read_segment(p).items]
     assert len(items) == 200  # on disk, for the next start
 
@@ -248,15 +260,7 @@ def test_the_links_thread_waits_quietly_for_a_sender_that_is_not_ready(
     """Until the sender says it is ready nothing is written to its pipe: the link's
     thread must not wake every time the empty pipe has room (that loop took the GIL
     from the program thousands of times while a sender started)."""
-    from aind_log_utils._delivery import _sender
-
-    monkeypatch.setattr(_sender, "HOST_ARGS", ("-c", "import time; time.sleep(60)"))
-    sink = LokiSink("http://127.0.0.1:9", spool_dir=tmp_path / "s", **FAST)
-    link = sink.engine
-    assert isinstance(link, ProcessLink) and link._sender is not None
-    try:
-        for i in range(200):
-            sink.push_event({"level": "INFO"}, b'{"i":%d}' % i, time.time_ns() + i)
+    with hung_sender_sink(tmp_path, monkeypatch) as (_, link):
         thread = next(t for t in threading.enumerate() if t.name == "aind-log-loki-link")
         poll(lambda: not link.pending and bool(link._buf), 10)  # framed, not written
 
@@ -268,10 +272,6 @@ def test_the_links_thread_waits_quietly_for_a_sender_that_is_not_ready(
         threading.Event().wait(1.0)  # the window watched: ten of the link's ticks
         assert cpu_s() - before < 0.1  # spinning, it took most of the second
         assert link._state == "live" and not link._ready
-    finally:
-        link._sender.proc.kill()
-        link._sender.proc.wait(10)
-        sink.close(0)
 
 
 def test_records_past_a_full_buffer_are_sent_from_this_process(

@@ -178,6 +178,26 @@ extras_maps = st.dictionaries(
 )
 
 
+def assert_frames_as_encoded_in_full(
+    tmp_path_factory: pytest.TempPathFactory, records: list[tuple[int, Any, bytes, bytes]]
+) -> None:
+    """Frame ``(kind, origin, attrs, line)`` records in order through one FrameTemplates:
+    each frame must be byte for byte the one the full encoding makes."""
+    sink = SipeSink(
+        "127.0.0.1:9", delivery="thread", program="p",
+        spool_dir=tmp_path_factory.mktemp("s"), **FAST,
+    )  # fmt: skip
+    try:
+        templates = FrameTemplates(sink._encode_packed)
+        for kind, origin, attrs, line in records:
+            assert templates.frame(kind, attrs, line, origin) == sink._encode_packed(
+                kind, attrs, line, origin
+            )
+        event("filled from a template" if templates.filled else "all encoded in full")
+    finally:
+        sink.close(0)
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     extras=extras_maps,
@@ -205,21 +225,11 @@ def test_drawn_records_give_the_frames_the_full_encoding_gives(
 ) -> None:
     """Records alike but for their message, timestamp and times (of any kind, any
     characters): each frame is byte for byte the one the full encoding makes."""
-    sink = SipeSink(
-        "127.0.0.1:9", delivery="thread", program="p",
-        spool_dir=tmp_path_factory.mktemp("s"), **FAST,
-    )  # fmt: skip
-    try:
-        templates = FrameTemplates(sink._encode_packed)
-        # each record twice first, so that templates are made, then all again
-        for message, timestamp, times in [*records, *records, *records]:
-            attrs, line = packed(message, timestamp, times, extras)
-            assert templates.frame(kind, attrs, line, origin) == sink._encode_packed(
-                kind, attrs, line, origin
-            )
-        event("filled from a template" if templates.filled else "all encoded in full")
-    finally:
-        sink.close(0)
+    # each record twice first, so that templates are made, then all again
+    assert_frames_as_encoded_in_full(
+        tmp_path_factory,
+        [(kind, origin, *packed(m, ts, times, extras)) for m, ts, times in records * 3],
+    )
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -246,21 +256,13 @@ def test_records_of_several_keys_in_any_order_give_the_full_encodings_frames(
 ) -> None:
     """The template used last is tried first, without its key: a record of another
     key (other extras, kind, writer or level) right after it must not take it."""
-    sink = SipeSink(
-        "127.0.0.1:9", delivery="thread", program="p",
-        spool_dir=tmp_path_factory.mktemp("s"), **FAST,
-    )  # fmt: skip
-    try:
-        templates = FrameTemplates(sink._encode_packed)
-        for which, kind, origin, level, message, timestamp, times in [*records, *records]:
-            extras = pool[which % len(pool)]
-            attrs, line = packed(message, timestamp, times, extras, level)
-            assert templates.frame(kind, attrs, line, origin) == sink._encode_packed(
-                kind, attrs, line, origin
-            )
-        event("filled from a template" if templates.filled else "all encoded in full")
-    finally:
-        sink.close(0)
+    assert_frames_as_encoded_in_full(
+        tmp_path_factory,
+        [
+            (kind, origin, *packed(message, timestamp, times, pool[which % len(pool)], level))
+            for which, kind, origin, level, message, timestamp, times in records * 2
+        ],
+    )
 
 
 # -- end to end ------------------------------------------------------------------------
