@@ -255,7 +255,11 @@ def test_secret_key_values_in_text_are_masked_whole(text: str, leak: str, kept: 
         ("set pwd 'Tr0ub4dor&3'", "set pwd '{}'"),
         ("passphrase CorrectHorse accepted", "passphrase {} accepted"),
         ("api_token abc12345 revoked", "api_token {} revoked"),
-        ("the secret was xK9#qL2!", "the secret was {}!"),
+        ("the secret was xK9#qL2!", "the secret was {}"),
+        ("my password is hunter22?", "my password is {}"),
+        ("password 12345! for root", "password {} for root"),
+        ("the API key is !ab12cd", "the API key is {}"),
+        ("(password hunter22), then", "(password {}), then"),
         ("TOKEN 123456", "TOKEN {}"),
     ],
 )

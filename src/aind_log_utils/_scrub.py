@@ -76,8 +76,14 @@ _PROSE_RE = re.compile(
     r"[ \t]+(?:(?:is|was)[ \t]+)?(?P<value>\S{6,})",
     re.IGNORECASE,
 )
-#: What may stand around a value in prose without being part of it.
+#: What may stand around a value in prose without being part of it (for the test
+#: of whether it looks like a secret).
 _PROSE_EDGES = "'\"()[]{}<>.,;:!?"
+#: What is left visible around a masked value: quotes and brackets, and after it
+#: sentence punctuation. A leading or trailing ``!`` or ``?`` is masked with the
+#: value: passwords end in them more often than sentences do after a password.
+_PROSE_LEAD = "'\"([{<"
+_PROSE_TRAIL = "'\")]}>.,;:"
 #: The shortest value in prose taken for a secret.
 _MIN_PROSE = 6
 
@@ -171,22 +177,24 @@ def _names_a_prose_secret(folded: str) -> bool:
 def _mask_prose(match: re.Match[str]) -> str:
     """A match of :data:`_PROSE_RE` with its value masked, if the value looks secret."""
     value = match["value"]
-    core = value.strip(_PROSE_EDGES)
-    if len(core) < _MIN_PROSE or not _looks_secret(core):
+    secret = value.lstrip(_PROSE_LEAD).rstrip(_PROSE_TRAIL)
+    if len(secret) < _MIN_PROSE or not _looks_secret(secret):
         return match[0]
-    start = value.find(core)
+    start = len(value) - len(value.lstrip(_PROSE_LEAD))
     head = match[0][: match.start("value") - match.start()]
-    return f"{head}{value[:start]}{MASK}{value[start + len(core) :]}"
+    return f"{head}{value[:start]}{MASK}{value[start + len(secret) :]}"
 
 
-def _looks_secret(word: str) -> bool:
+def _looks_secret(value: str) -> bool:
     """Whether a word after a secret's name in prose looks like the secret.
 
-    It holds a digit, a sign other than a hyphen or an apostrophe, or a capital
-    after a small letter; a path (``/run/secrets/x``) or a URL is not one.
+    Without the punctuation around it, it holds a digit, a sign other than a
+    hyphen or an apostrophe, or a capital after a small letter; a path
+    (``/run/secrets/x``) or a URL is not one.
     """
-    if word.startswith(("/", "~")) or "://" in word:
+    if value.startswith(("/", "~")) or "://" in value:
         return False
+    word = value.strip(_PROSE_EDGES)
     if any(char.isdigit() or not (char.isalpha() or char in "-'") for char in word):
         return True
     return any(a.islower() and b.isupper() for a, b in pairwise(word))
