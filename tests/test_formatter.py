@@ -191,6 +191,25 @@ def test_secretstr_extra_and_secret_keys_redacted() -> None:
     assert out["password"] == MASK and out["token"] == MASK and out["nested"] == {"api_key": MASK}
 
 
+def test_secrets_in_logger_thread_and_process_names_are_masked() -> None:
+    """A logger named after a DSN, a thread or process named after a URL: the names
+    are scrubbed as any text is (the record keeps them as they were)."""
+    record = make_record()
+    record.name = "db.postgres://bob:dsn-secret-1@h/x"
+    record.threadName = "fetch https://x.org/?token=thread-secret-2"
+    record.processName = "worker --password proc-secret-3"
+    formatter = JsonFormatter()
+    for _ in range(2):  # and again, from the text cache
+        out = strict_loads(formatter.format(record))
+        assert out["logger"] == f"db.postgres://bob:{MASK}@h/x"
+        assert out["threadName"] == f"fetch https://x.org/?token={MASK}"
+        assert out["processName"] == f"worker --password {MASK}"
+    assert record.name == "db.postgres://bob:dsn-secret-1@h/x"
+    other = make_record()
+    plain = strict_loads(formatter.format(other))
+    assert plain["logger"] == "test.logger" and plain["threadName"] == other.threadName
+
+
 def test_extras_named_like_required_fields_do_not_overwrite_them() -> None:
     record = make_record(level="custom", timestamp="yesterday")
     out = strict_loads(JsonFormatter().format(record))

@@ -14,6 +14,7 @@ from pydantic import SecretStr
 
 from aind_log_utils import _redact
 from aind_log_utils._render import RECORD_ATTRS, Renderer
+from aind_log_utils._render_values import value_caches
 
 SECRET = "Zq9-registered-secret-Xv7"
 HIDDEN = "Pw4-secretstr-value-Kd2"
@@ -147,7 +148,7 @@ def test_the_event_is_the_record_then_included_then_static_then_extras(
         for attr in include:
             expected[attr] = getattr(record, attr)
         expected.update(renderer.static_fields)
-        Renderer._merge(expected, extras.items())
+        Renderer._merge(expected, extras.items(), value_caches())
         assert list(event.items()) == list(expected.items())
 
 

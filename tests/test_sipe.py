@@ -14,6 +14,7 @@ import logging.handlers
 import math
 import pickle
 import struct
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,8 +24,9 @@ import orjson
 import pytest
 from pydantic import SecretStr
 
-from _support import FAST, sipe_session_to
+from _support import FAST, poll, sipe_session_to
 from aind_log_utils import SipeHandler, log_context, setup_logging
+from aind_log_utils._delivery._spool import read_segment
 from aind_log_utils._sipe import (
     PICKLE_PROTOCOL,
     SipeEncoder,
@@ -33,6 +35,7 @@ from aind_log_utils._sipe import (
     parse_sipe_url,
     plain,
 )
+from aind_log_utils._sipe._encode import PACKED_MARK
 from aind_log_utils.testing import SipeReceiver
 
 PLAIN_TYPES = (str, int, float, bool, type(None))
@@ -337,16 +340,69 @@ def test_no_secret_reaches_the_wire(receiver: SipeReceiver, tmp_path: Path) -> N
         raise ValueError("failed with registered-secret-value")
     except ValueError:
         log.exception("boom")
-    assert receiver.wait_for(2)
+    log_names_with_secrets()
+    assert receiver.wait_for(4)
     assert receiver.refused == 0 and receiver.invalid == 0
     wire = b"".join(receiver.frames())
-    for secret in (b"registered-secret-value", b"pydantic-secret-value", b"key-secret-value",
-                   b"nested-secret-value", b"pw-secret-value"):  # fmt: skip
+    for secret in (*NAME_SECRETS, b"registered-secret-value", b"pydantic-secret-value",
+                   b"key-secret-value", b"nested-secret-value", b"pw-secret-value"):  # fmt: skip
         assert secret not in wire
-    first, second = receiver.dicts()
+    first, second, by_dsn, by_thread = receiver.dicts()
     assert first["api_token"] == first["password"] == "**********"
     assert "**********" in first["msg"]
     assert second["exc_text"] and "ValueError" in second["exc_text"]
+    assert by_dsn["name"] == by_dsn["logger"] == "db.postgres://bob:**********@h/x"
+    assert by_thread["threadName"] == "fetch https://x.org/?token=**********"
+
+
+#: What :func:`log_names_with_secrets` hides in a logger's and a thread's name.
+NAME_SECRETS = (b"dsn-secret-value", b"thread-secret-value")
+
+
+def log_names_with_secrets() -> None:
+    """A warning from a logger named after a DSN, one from a thread named after a URL."""
+    logging.getLogger("db.postgres://bob:dsn-secret-value@h/x").warning("connected")
+    thread = threading.Thread(
+        target=logging.getLogger("rig").warning, args=("fetched",),
+        name="fetch https://x.org/?token=thread-secret-value",
+    )  # fmt: skip
+    thread.start()
+    thread.join()
+
+
+def test_a_spooled_record_of_old_sends_the_lines_scrubbed_name(tmp_path: Path) -> None:
+    """Spools written before names were scrubbed hold the raw name in the packed
+    attributes; the frame takes the name from the line's (scrubbed) ``logger``."""
+    sink = SipeSink("127.0.0.1:9", delivery="thread", spool_dir=tmp_path / "s", **FAST)
+    try:
+        raw = "db.postgres://bob:dsn-secret-value@h/x"
+        attrs = orjson.dumps([raw, "WARNING", 30, "/x/a.py", "a.py", "a", "f", 1.5, 500.0,
+                              2.5, 7, 8])  # fmt: skip
+        line = orjson.dumps({"timestamp": "2026-12-02T10:00:00.000000Z", "level": "WARNING",
+                             "message": "m", "logger": "db.postgres://bob:**********@h/x"})  # fmt: skip
+        framed = sink.expand(sink._spool_form(b"\x00", attrs, b"\n", line))
+        assert framed is not None and b"dsn-secret-value" not in framed
+        assert pickle.loads(framed[4:])["name"] == "db.postgres://bob:**********@h/x"
+    finally:
+        sink.close(0)
+
+
+def test_secrets_in_names_are_not_spooled_either(receiver: SipeReceiver, tmp_path: Path) -> None:
+    """While the server is away the sender spools records packed (the record's own
+    attributes beside the line): the logger's name among them is the scrubbed one."""
+    receiver.go_away()
+    session = sipe_session_to(receiver, tmp_path)
+    sink = next(s for s in session.sinks if isinstance(s, SipeSink))
+    logging.getLogger("rig").warning("first")
+    poll(lambda: sink.counters()["retried"] > 0)  # the rest are spooled packed
+    log_names_with_secrets()
+    session.close(timeout_s=0)
+    items = [i for p in (tmp_path / "spool").glob("*.spool") for i in read_segment(p).items]
+    packed = [item for item in items if item.startswith(PACKED_MARK)]
+    assert len(items) == 3 and len(packed) == 2
+    for item in packed:
+        assert all(secret not in item for secret in NAME_SECRETS)
+    receiver.come_back()
 
 
 def test_shadowing_keys_cannot_break_the_servers_record(

@@ -32,6 +32,7 @@ from ._render_values import (
     CACHE_MAX,
     PROTECTED,
     as_text,
+    cache_text,
     default_value,
     format_exception,
     format_timestamp,
@@ -210,25 +211,38 @@ class Renderer:
             message = message_of(record)
         template = self._template
         event: dict[str, Any] = {} if template is None else template.copy()
+        caches = value_caches()
+        texts = caches[1]
         # In _HEAD_KEYS' order (a new dict keeps the order of first assignment).
         event["timestamp"] = self._timestamp(record.created)
         event["level"] = record.levelname
         event["message"] = redact_text(message)
-        event["logger"] = record.name
+        # Names are scrubbed too (a logger named after a DSN, a thread after a URL),
+        # through the text cache: a name already seen costs one lookup.
+        name: Any = record.name
+        event["logger"] = (
+            (texts.get(name) or cache_text(name, texts)) if type(name) is str else redact(name)
+        )
         event["lineno"] = record.lineno
         event["process"] = as_text(record.process)
-        event["processName"] = record.processName
+        name = record.processName
+        event["processName"] = (
+            (texts.get(name) or cache_text(name, texts)) if type(name) is str else redact(name)
+        )
         event["thread"] = as_text(record.thread)
-        event["threadName"] = record.threadName
+        name = record.threadName
+        event["threadName"] = (
+            (texts.get(name) or cache_text(name, texts)) if type(name) is str else redact(name)
+        )
         for attr in self._include:
             event[attr] = redact(getattr(record, attr, None))
         if template is None:
             event.update(self._static)
         context = _CONTEXT.get()
         if context:
-            self._merge(event, context.items())
+            self._merge(event, context.items(), caches)
         if fields_from_msg:
-            self._merge(event, fields_from_msg.items())
+            self._merge(event, fields_from_msg.items(), caches)
         attrs = record.__dict__
         if len(attrs) > _BASE_COUNT:
             # Extras are set after LogRecord.__init__, so they sit at the end of
@@ -238,7 +252,7 @@ class Renderer:
             tail = itertools.islice(items, _BASE_COUNT - 1, None)
             if next(tail)[0] == _BASE_LAST:
                 items = tail
-            self._merge(event, items, self._skip)
+            self._merge(event, items, caches, self._skip)
         if record.exc_info:
             exc_type = record.exc_info[0]
             if exc_type is not None:
@@ -254,10 +268,16 @@ class Renderer:
 
     @staticmethod
     def _merge(
-        event: dict[str, Any], items: Iterable[tuple[Any, Any]], skip: frozenset[str] = frozenset()
+        event: dict[str, Any],
+        items: Iterable[tuple[Any, Any]],
+        caches: tuple[dict[Any, tuple[str, bool]], dict[str, str]],
+        skip: frozenset[str] = frozenset(),
     ) -> None:
-        """Add redacted fields to ``event``: the hot loop of every record."""
-        keys, texts = value_caches()
+        """Add redacted fields to ``event``: the hot loop of every record.
+
+        ``caches`` are :func:`value_caches`, taken once for the record.
+        """
+        keys, texts = caches
         for key, value in items:
             if key in skip:
                 continue
@@ -274,11 +294,7 @@ class Renderer:
             if cls is str:
                 clean = texts.get(value)
                 if clean is None:
-                    clean = redact_text(value)
-                    if len(value) <= 256:
-                        if len(texts) >= CACHE_MAX:
-                            texts.clear()
-                        texts[value] = clean
+                    clean = cache_text(value, texts)
                 event[name] = clean
             elif cls is int or cls is bool or value is None:
                 event[name] = value

@@ -21,6 +21,7 @@ __all__ = [
     "CACHE_MAX",
     "PROTECTED",
     "as_text",
+    "cache_text",
     "default_value",
     "fits_json_int",
     "format_exception",
@@ -121,6 +122,16 @@ def value_caches() -> tuple[dict[Any, tuple[str, bool]], dict[str, str]]:
         _text_cache.clear()
         _cache_generation = _redact.generation
     return _key_cache, _text_cache
+
+
+def cache_text(text: str, texts: dict[str, str]) -> str:
+    """``redact_text(text)``, kept in ``texts`` (the text cache) when it is short."""
+    clean = redact_text(text)
+    if len(text) <= 256:
+        if len(texts) >= CACHE_MAX:
+            texts.clear()
+        texts[text] = clean
+    return clean
 
 
 def out_key(key: Any) -> tuple[str, bool]:

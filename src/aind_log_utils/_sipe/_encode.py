@@ -31,6 +31,7 @@ __all__ = [
     "START_STOP",
     "SipeEncoder",
     "get_record_attrs",
+    "named",
     "record_values",
     "start_stop_message",
 ]
@@ -79,6 +80,18 @@ def record_values(record: logging.LogRecord) -> Sequence[Any]:
         return get_record_attrs(record.__dict__)  # type: ignore[no-any-return]
     except KeyError:  # a record built by hand, without some attribute
         return [plain(getattr(record, name, None)) for name in RECORD_ATTRS]
+
+
+def named(values: Sequence[Any], event: Mapping[str, Any]) -> list[Any]:
+    """The record's :data:`RECORD_ATTRS` with its ``name`` as the event holds it.
+
+    The renderer scrubs the logger's name (a logger named after a DSN, say); the
+    record keeps it raw. Without a ``logger`` field (renamed) the name is scrubbed here.
+    """
+    name = event.get("logger")
+    if name is None:
+        name = redact(values[0])
+    return [name, *values[1:]]
 
 
 def start_stop_message(action: str, log_session: str | None, user: str | None) -> str:
@@ -206,6 +219,8 @@ class SipeEncoder:
             The frame: length + pickle.
         """
         values = record_values(record)
+        if event.get("logger") != values[0]:  # scrubbed by the renderer
+            values = named(values, event)
         payload = event.copy() if type(event) is dict else dict(event)
         if not self._event_attrs <= payload.keys():  # an event not made by the renderer
             for name in _FROM_EVENT:
@@ -271,6 +286,9 @@ class SipeEncoder:
         else:  # bound context or extra= changed them for this record
             payload.update(self._sipe_attributes(rig_id, version))
         payload.update(zip(RECORD_ATTRS, values, strict=True))
+        logger = payload.get("logger")
+        if logger is not None:  # the scrubbed name, whatever a spool of old held
+            payload["name"] = logger
         if not self._event_attrs <= payload.keys():  # a line not made by the renderer
             for name in _FROM_EVENT:
                 payload.setdefault(name, None)

@@ -22,6 +22,7 @@ from ._encode import (
     START_STOP,
     SipeEncoder,
     get_record_attrs,
+    named,
     record_values,
     start_stop_message,
 )
@@ -185,13 +186,13 @@ class SipeSink(EngineSink):
             # packs what the line lacks (the record's own attributes, and a newline)
             # in front of it.
             try:
-                attrs = orjson.dumps(
-                    get_record_attrs(record.__dict__), default=str, option=_ATTRS_OPTIONS
-                )
+                values = get_record_attrs(record.__dict__)
+                if event.get("logger") != values[0]:  # scrubbed by the renderer
+                    values = named(values, event)
+                attrs = orjson.dumps(values, default=str, option=_ATTRS_OPTIONS)
             except (KeyError, TypeError):  # a hand-made record, or a factory's objects
-                attrs = orjson.dumps(
-                    [plain(value) for value in record_values(record)], option=_ATTRS_OPTIONS
-                )
+                values = named([plain(value) for value in record_values(record)], event)
+                attrs = orjson.dumps(values, option=_ATTRS_OPTIONS)
             if link is not None:
                 link.hand(_pack_head(1 + len(attrs) + len(line), kind) + attrs, line)
             else:
