@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import shlex
 from typing import Any
 
 import yaml
@@ -169,6 +170,9 @@ dumps = st.sampled_from(
         lambda pw: f"settings {[('x', 1), {'client_secret': pw}]}",
         lambda pw: "config:\n" + yaml.safe_dump({"db": {"host": "db", "password": pw}}),
         lambda pw: f"running {['tool', '--db-password', pw, '-v']}",
+        # a key=value word quoted whole: a shlex-quoted argument, a list's repr
+        lambda pw: f"running {shlex.join(['tool', f'password={pw}', '-v'])}",
+        lambda pw: f"running {['tool', f'password={pw}', '-v']}",
     ]
 )
 

@@ -6,6 +6,7 @@ import decimal
 import enum
 import json
 import pprint
+import shlex
 import uuid
 from pathlib import Path
 from typing import Any
@@ -231,6 +232,13 @@ def test_common_patterns(text: str, leak: str) -> None:
         ('{"api_key": 12345678, "user": "bob"}', "12345678", ', "user": "bob"}'),
         # A pair inside a quoted string ends at that string's quote.
         ('curl -H "Authorization: Basic dXNlcjpwYXNz" https://x/y', "dXNlcjpw", "https://x/y"),
+        # A key=value word quoted whole (shlex, a list's repr, JSON): the rest of the word.
+        (shlex.join(["tool", "password=two words9", "-v"]), "words9", "' -v"),
+        (shlex.join(["tool", "password=it's s3cret", "-v"]), "s3cret", "' -v"),
+        (shlex.join(["tool", "password=a' b c9", "-v"]), "b c9", "' -v"),
+        (str(["run", "password=abc 123", "-v"]), "123", "'-v'"),
+        (str(["run", 'password=it\'s "both" 9', "-v"]), "both", "'-v'"),
+        ('{"cmd": "token=abc def123"}', "def123", '"}'),
         # The value after a secret-looking command-line option.
         ("running tool --password hunter22 --x 1", "hunter22", "--x 1"),
         (str(["tool", "--api-key", "abcd1234", "-v"]), "abcd1234", "'-v']"),

@@ -35,6 +35,11 @@ _BLOCK_HEADER_RE = re.compile(r"[|>][1-9+-]{0,2}[ \t]*(?:#[^\r\n]*)?\r?\n")
 _MIN_BARE = 4
 _CLOSING = {"{": "}", "[": "]", "(": ")"}
 QUOTES = frozenset("'\"")
+#: How :func:`shlex.quote` writes a single quote inside a single-quoted word:
+#: close the word, a double-quoted quote, open it again.
+_SHLEX_QUOTE = "'\"'\"'"
+#: What may follow the quote that closes a quoted word.
+_AFTER_A_WORD = frozenset(" \t\r\n,;)]}")
 
 
 def value_span(text: str, start: int, enclosing: str = "") -> tuple[int, int]:
@@ -61,6 +66,11 @@ def value_span(text: str, start: int, enclosing: str = "") -> tuple[int, int]:
     while start < size and text[start] in " \t":
         start += 1
     first = text[start : start + 1]
+    if colon < 0 and enclosing:
+        # key=value inside a quoted word ('password=two words', a list's repr, a
+        # shlex-quoted argument): the value is the rest of the word, blanks included.
+        end = _enclosed_end(text, start, enclosing)
+        return (start, end) if end > start else (start, start)
     if first in QUOTES:
         # After a ":" (YAML) a quoted value may go on over lines indented past its
         # key; JSON and repr() never break a string over lines.
@@ -89,6 +99,31 @@ def value_span(text: str, start: int, enclosing: str = "") -> tuple[int, int]:
             if last > first_line:
                 end = last
     return (start, end) if end - start >= _MIN_BARE else (start, start)
+
+
+def _enclosed_end(text: str, start: int, quote: str) -> int:
+    """Where a value from ``start`` ends inside a word opened by ``quote`` before its key.
+
+    At the quote that closes the word: not escaped by a backslash, and followed by
+    a blank, the end, or one of ``,;)]}``; shlex's quoted quote (``'"'"'``) is part
+    of the value. An unclosed word goes on to the end of its line.
+    """
+    size = len(text)
+    pos = start
+    while True:
+        pos = text.find(quote, pos)
+        if pos == -1:
+            line_end = text.find("\n", start)
+            return size if line_end == -1 else line_end
+        if quote == "'" and text.startswith(_SHLEX_QUOTE, pos):
+            pos += len(_SHLEX_QUOTE)
+            continue
+        backslashes = 0
+        while pos - backslashes > start and text[pos - backslashes - 1] == "\\":
+            backslashes += 1
+        if backslashes % 2 == 0 and (pos + 1 == size or text[pos + 1] in _AFTER_A_WORD):
+            return pos
+        pos += 1
 
 
 def _bare_end(text: str, start: int, ends: frozenset[str] | set[str]) -> int:
