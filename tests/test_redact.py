@@ -170,6 +170,14 @@ def test_register_secret_refuses_short_and_wrong_types() -> None:
         ("key sk-ant-api03-AbCdEf0123456789AbCdEf0123456789", "AbCdEf0123456789"),
         ("stripe sk_live_4eC39HqLyjWDarjtT1zdp7dc", "4eC39HqLyjWDarjtT1zdp7dc"),
         ("maps AIzaSyA-1234567890abcdefghijklmnopqrstu", "1234567890abcdefghij"),
+        ("gitlab glpat-abcdefghij1234567890 used", "abcdefghij1234567890"),
+        # Passwords on command lines that take them after -p (glued, for MySQL)
+        ("mysql -u root -pS3cretPw1 db", "S3cretPw1"),
+        ("mysqldump -u root -p'S3 cret' db > x.sql", "cret"),
+        ("mariadb -proot2 -e 'select 1'", "root2"),
+        ("sshpass -p 'Sup3rSecret' ssh host", "Sup3rSecret"),
+        (str(["mysql", "-u", "root", "-pS3cretPw1", "db"]), "S3cretPw1"),
+        (str(["sshpass", "-p", "Sup3rSecret", "ssh", "host"]), "Sup3rSecret"),
     ],
 )
 def test_common_patterns(text: str, leak: str) -> None:
@@ -308,6 +316,9 @@ def test_prose_about_secrets_is_kept(text: str) -> None:
         "google.auth.exceptions.RefreshError: the token has expired",
         # Look-alikes of credential shapes.
         "python -u script.py:main",
+        "mysql -u root -p db",  # -p alone: the client prompts for it
+        "mysql -P3306 -h db --port=3306",
+        "docker run -p8080:80 img",
         "disk-usage-report-for-node-0123456789-abcdefgh",
         "cluster sk-prod-cluster-name-0123456789-abcdef",
         "pipe=|abc",
