@@ -219,8 +219,6 @@ class SipeEncoder:
             The frame: length + pickle.
         """
         values = record_values(record)
-        if event.get("logger") != values[0]:  # scrubbed by the renderer
-            values = named(values, event)
         payload = event.copy() if type(event) is dict else dict(event)
         if not self._event_attrs <= payload.keys():  # an event not made by the renderer
             for name in _FROM_EVENT:
@@ -286,9 +284,11 @@ class SipeEncoder:
         else:  # bound context or extra= changed them for this record
             payload.update(self._sipe_attributes(rig_id, version))
         payload.update(zip(RECORD_ATTRS, values, strict=True))
+        # The name as the line has it, scrubbed by the renderer, whatever the record
+        # (or a spool written before names were scrubbed) held; scrubbed here when
+        # the line has none (a renamed field).
         logger = payload.get("logger")
-        if logger is not None:  # the scrubbed name, whatever a spool of old held
-            payload["name"] = logger
+        payload["name"] = logger if logger is not None else redact(payload["name"])
         if not self._event_attrs <= payload.keys():  # a line not made by the renderer
             for name in _FROM_EVENT:
                 payload.setdefault(name, None)
