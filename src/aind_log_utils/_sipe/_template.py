@@ -81,11 +81,11 @@ _REST = 65536
 #: values in the frame (0 timestamp, 1 message, 2-4 the times) and the length
 #: of everything but the two strings' bytes.
 Template = tuple[tuple[bytes, ...], tuple[int, ...], int]
-#: The template used last, with its key's bytes as a record holds them: kind,
-#: origin, the attributes before the times (with the comma after them), the
-#: attributes after them (",thread,process"), the line between the timestamp and
-#: the message, the line after the message.
-_Recent = tuple[int, Origin, bytes, bytes, bytes, bytes, Template]
+#: A template with its key's bytes as a record holds them (what the template used
+#: last is tried by): kind, origin, the attributes before the times (with the
+#: comma after them), the attributes after them (",thread,process"), the line
+#: between the timestamp and the message, the line after the message.
+_Entry = tuple[int, Origin, bytes, bytes, bytes, bytes, Template]
 
 
 class FrameTemplates:
@@ -97,10 +97,10 @@ class FrameTemplates:
 
     def __init__(self, encode: Encode) -> None:
         self._encode = encode
-        self._templates: dict[tuple[Any, ...], Template | None] = {}
+        self._templates: dict[tuple[Any, ...], _Entry | None] = {}
         self._seen: set[tuple[Any, ...]] = set()
         self._tried = self._hits = self._resting = 0
-        self._recent: _Recent | None = None
+        self._recent: _Entry | None = None
         #: Records framed from a template (for tests and benchmarks).
         self.filled = 0
 
@@ -138,8 +138,8 @@ class FrameTemplates:
         self._tried += 1
         if self._tried >= _CHECK_EVERY and self._rest_if_poor():
             return self._encode(kind, attrs, line, origin)
-        template = self._templates.get(key, _NONE_YET)
-        if template is _NONE_YET:
+        entry = self._templates.get(key, _NONE_YET)
+        if entry is _NONE_YET:
             full = self._encode(kind, attrs, line, origin)
             if key not in self._seen:
                 if len(self._seen) >= MAX_SEEN:
@@ -150,21 +150,22 @@ class FrameTemplates:
                 if len(self._templates) >= MAX_TEMPLATES:
                     self._templates.clear()
                     self._recent = None
-                made = self._templates[key] = self._make(key, values, full)
-                if made is not None:
-                    self._remember(key, made)
+                made = self._make(key, values, full)
+                entry = self._templates[key] = None if made is None else _entry(key, made)
+                if entry is not None:
+                    self._recent = entry
             return full
-        if template is not None:
-            filled = _fill(template, values)
+        if entry is not None:
+            filled = _fill(entry[-1], values)
             if filled is not None:
                 self._hits += 1
                 self.filled += 1
-                self._remember(key, template)
+                self._recent = entry
                 return filled
         return self._encode(kind, attrs, line, origin)
 
     def _fill_recent(
-        self, recent: _Recent, kind: int, attrs: bytes, line: bytes, origin: Origin
+        self, recent: _Entry, kind: int, attrs: bytes, line: bytes, origin: Origin
     ) -> bytes | None:
         """The frame from the template used last, if the record has its key; else None.
 
@@ -209,12 +210,6 @@ class FrameTemplates:
                 self._rest_if_poor()
         return filled
 
-    def _remember(self, key: tuple[Any, ...], template: Template) -> None:
-        """Make ``template`` (of ``key``) the one :meth:`frame` tries first."""
-        kind, origin, head, thread, process, middle, rest = key
-        self._recent = (kind, origin, head + b",", b"," + thread + b"," + process, middle, rest,
-                        template)  # fmt: skip
-
     def _rest_if_poor(self) -> bool:
         """Leave templates off for a while if few records used one; True if so."""
         poor = self._hits * _POOR_RATE < self._tried
@@ -254,6 +249,12 @@ class FrameTemplates:
         fixed = sum(map(len, chunks)) + 2 * _U32.size + 3 * _DOUBLE.size
         template: Template = (tuple(chunks), tuple(index for _, _, index in slots), fixed)
         return template if _fill(template, values) == full else None
+
+
+def _entry(key: tuple[Any, ...], template: Template) -> _Entry:
+    """``template`` (of ``key``) with the key's bytes as ``_fill_recent`` reads them."""
+    kind, origin, head, thread, process, middle, rest = key
+    return (kind, origin, head + b",", b"," + thread + b"," + process, middle, rest, template)
 
 
 _NONE_YET: Any = object()
